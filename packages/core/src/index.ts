@@ -1,0 +1,5 @@
+export * from "./app-error.js";
+export * from "./job-status.js";
+export * from "./state-machine.js";
+export * from "./models.js";
+export * from "./micros.js";

@@ -1,0 +1,29 @@
+import { fileURLToPath } from "node:url";
+import { defineConfig } from "vitest/config";
+
+const pkg = (name: string) => fileURLToPath(new URL(`./packages/${name}/src/index.ts`, import.meta.url));
+
+// Tests import workspace packages from source; cross-process tests in test/
+// spawn the built binaries (`pnpm test` runs `tsc -b` first).
+export default defineConfig({
+  resolve: {
+    alias: {
+      "@gpuorch/core": pkg("core"),
+      "@gpuorch/spec": pkg("spec"),
+      "@gpuorch/runtime": pkg("runtime"),
+      "@gpuorch/proto": pkg("proto"),
+      "@gpuorch/db": pkg("db"),
+      "@gpuorch/rpc": pkg("rpc"),
+      "@gpuorch/testing": pkg("testing"),
+      "@gpuorch/cli": pkg("cli"),
+    },
+  },
+  test: {
+    include: ["packages/*/src/**/*.test.ts", "controller/src/**/*.test.ts", "agent/src/**/*.test.ts", "test/**/*.test.ts"],
+    exclude: ["**/node_modules/**", "**/dist/**"],
+    globalSetup: ["packages/testing/src/vitest-global-setup.ts"],
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    pool: "forks",
+  },
+});
