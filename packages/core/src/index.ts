@@ -3,3 +3,4 @@ export * from "./job-status.js";
 export * from "./state-machine.js";
 export * from "./models.js";
 export * from "./micros.js";
+export * from "./submission.js";
