@@ -1,1 +1,18 @@
-export {};
+export { parseJobSpec, SPEC_MAX_BYTES } from "./parse.js";
+export { formatSpecIssues } from "./issues.js";
+export { MIG_PROFILES } from "./mig-profiles.js";
+export type { MigGpuModel } from "./mig-profiles.js";
+export type {
+  DataLocality,
+  ExecutionMode,
+  Framework,
+  HpoParameter,
+  JobSpec,
+  JobType,
+  ObjectiveDirection,
+  ParseResult,
+  Provider,
+  ReplicationPolicy,
+  SpecIssue,
+  UriKind,
+} from "./types.js";

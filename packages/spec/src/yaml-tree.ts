@@ -1,0 +1,394 @@
+/**
+ * YAML text → plain JS value plus a position for every path, with the
+ * hostile-input guards in front of the parser. Uses eemeli/yaml's low-level
+ * Parser/Composer so we can look at the CST before composing it, and walks the
+ * composed AST ourselves instead of calling `toJS()`: that is where source
+ * ranges, duplicate keys, aliases and number source text are all visible.
+ */
+import { Composer, LineCounter, Parser, isAlias, isMap, isPair, isScalar, isSeq, type CST, type Document, type Node as YamlNode } from "yaml";
+import { formatPath, type PathSegment } from "./issues.js";
+import type { SpecIssue } from "./types.js";
+import { quote } from "./units.js";
+
+/** Deepest nesting of mappings/lists accepted. A real spec is 4 deep. */
+export const MAX_DEPTH = 64;
+/**
+ * Lines per spec: 50× a large real spec, and low enough that the YAML parser
+ * (about 25 µs a line) stays well under a second on hostile input.
+ */
+export const MAX_LINES = 10_000;
+/** Flow-collection items (`[`, `{`, `,`) per spec, for the same reason. */
+export const MAX_FLOW_ITEMS = 10_000;
+/** Entries per mapping or list. */
+export const MAX_ENTRIES = 10_000;
+/** Longest mapping key. */
+export const MAX_KEY_LENGTH = 256;
+
+export interface NodeInfo {
+  line: number;
+  column: number;
+  /** Where the key of this entry starts, when the value sits in a mapping. */
+  keyLine?: number;
+  keyColumn?: number;
+  /** Source text of a number scalar, for exact decimals (budget). */
+  numberSource?: string;
+}
+
+export interface YamlTree {
+  value: unknown;
+  /** Formatted path → where its value (and key) is. */
+  nodes: Map<string, NodeInfo>;
+  /** Problems found while walking; the value is still usable. */
+  issues: SpecIssue[];
+  /** Paths whose value was dropped (alias, bad key …): schema issues under them are noise. */
+  poisoned: Set<string>;
+}
+
+export type LoadResult = { ok: true; tree: YamlTree } | { ok: false; issues: SpecIssue[] };
+
+const STD_TAGS = new Set(["str", "int", "float", "bool", "null", "map", "seq"].map((t) => `tag:yaml.org,2002:${t}`));
+
+type Pos = { line: number; column: number };
+
+/**
+ * One pass over the raw text before the YAML parser sees it. The parser's
+ * cost grows with flow nesting and token count, so pathological inputs
+ * (100k `[`, a million `- - -`, half a million commas) are refused here in
+ * linear time. Quote and comment tracking is approximate; it can only make
+ * counts lower than the truth, and the exact depth is checked on the CST.
+ */
+export function prescan(text: string): { offset: number; message: string } | null {
+  let lines = 1;
+  let flowDepth = 0;
+  let flowItems = 0;
+  let inDouble = false;
+  let inSingle = false;
+  let atLineStart = true;
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text[i];
+    if (c === "\n") {
+      lines++;
+      if (lines > MAX_LINES) {
+        return { offset: i + 1, message: `the spec has more than ${MAX_LINES} lines; job specs are small, keep data out of them` };
+      }
+      atLineStart = true;
+      continue;
+    }
+    if (inDouble) {
+      if (c === "\\") i++;
+      else if (c === '"') inDouble = false;
+      continue;
+    }
+    if (inSingle) {
+      if (c === "'") {
+        if (text[i + 1] === "'") i++;
+        else inSingle = false;
+      }
+      continue;
+    }
+    if (atLineStart) {
+      atLineStart = false;
+      let j = i;
+      while (text[j] === " ") j++;
+      let compact = 0;
+      while ((text[j] === "-" || text[j] === "?") && (text[j + 1] === " " || text[j + 1] === "\t")) {
+        compact++;
+        j += 2;
+        while (text[j] === " " || text[j] === "\t") j++;
+        if (compact + flowDepth > MAX_DEPTH) {
+          return { offset: j, message: `nesting deeper than ${MAX_DEPTH} levels` };
+        }
+      }
+      i = j - 1;
+      continue;
+    }
+    const prev = i === 0 ? "\n" : text[i - 1];
+    const boundary = prev === " " || prev === "\t" || prev === "\n" || prev === "\r" || prev === "[" || prev === "{" || prev === ",";
+    if (c === "#" && (prev === " " || prev === "\t" || prev === "\n" || i === 0)) {
+      while (i + 1 < n && text[i + 1] !== "\n") i++;
+    } else if (c === '"' && (boundary || (flowDepth > 0 && prev === ":"))) inDouble = true;
+    else if (c === "'" && (boundary || (flowDepth > 0 && prev === ":"))) inSingle = true;
+    else if (c === "[" || c === "{") {
+      flowDepth++;
+      flowItems++;
+      if (flowDepth > MAX_DEPTH) return { offset: i, message: `nesting deeper than ${MAX_DEPTH} levels` };
+    } else if (c === "]" || c === "}") {
+      if (flowDepth > 0) flowDepth--;
+    } else if (c === "," && flowDepth > 0) flowItems++;
+    if (flowItems > MAX_FLOW_ITEMS) {
+      return { offset: i, message: `the spec has more than ${MAX_FLOW_ITEMS} list/mapping items; job specs are small` };
+    }
+  }
+  return null;
+}
+
+/** Exact nesting depth of the CST, iteratively; the offset where MAX_DEPTH is first exceeded. */
+export function cstTooDeep(tokens: readonly CST.Token[]): number | null {
+  const stack: Array<{ t: CST.Token; d: number }> = tokens.map((t) => ({ t, d: 0 }));
+  while (stack.length > 0) {
+    const { t, d } = stack.pop() as { t: CST.Token; d: number };
+    if (t.type === "document") {
+      if (t.value) stack.push({ t: t.value, d });
+      continue;
+    }
+    if (t.type === "block-map" || t.type === "block-seq" || t.type === "flow-collection") {
+      if (d + 1 > MAX_DEPTH) return t.offset;
+      for (const it of t.items) {
+        if ("key" in it && it.key) stack.push({ t: it.key, d: d + 1 });
+        if (it.value) stack.push({ t: it.value, d: d + 1 });
+      }
+    }
+  }
+  return null;
+}
+
+const YAML_MESSAGES: Partial<Record<string, string>> = {
+  TAB_AS_INDENT: "tab characters are not allowed for indentation in YAML; indent with spaces",
+  KEY_OVER_1024_CHARS: "a key is longer than 1024 characters",
+  RESOURCE_EXHAUSTION: "the document is too deeply nested or too large to read",
+  BAD_ALIAS: "aliases (*name) are not supported in job specs; write the value out",
+  ALIAS_PROPS: "aliases (*name) are not supported in job specs; write the value out",
+  MULTIPLE_ANCHORS: "anchors (&name) are not supported in job specs",
+};
+
+/** Parse and check `text`; on success, the plain value with positions. */
+export function loadYaml(text: string): LoadResult {
+  const pre = prescan(text);
+  const lc = new LineCounter();
+  const at = (offset: number): Pos => {
+    const p = lc.linePos(offset);
+    return { line: Math.max(1, p.line), column: Math.max(1, p.col) };
+  };
+  if (pre) {
+    // The parser has not run, so count lines ourselves.
+    const upto = text.slice(0, pre.offset);
+    const line = (upto.match(/\n/g)?.length ?? 0) + 1;
+    const column = pre.offset - (upto.lastIndexOf("\n") + 1) + 1;
+    return { ok: false, issues: [{ path: "", line, column, message: pre.message }] };
+  }
+  const tokens = Array.from(new Parser(lc.addNewLine).parse(text));
+  const deep = cstTooDeep(tokens);
+  if (deep !== null) {
+    return { ok: false, issues: [{ path: "", ...at(deep), message: `nesting deeper than ${MAX_DEPTH} levels` }] };
+  }
+  const composer = new Composer({
+    version: "1.2",
+    schema: "core",
+    merge: false,
+    uniqueKeys: false, // checked by the walk below, which can say where the first one was
+    strict: true,
+    prettyErrors: false,
+  });
+  const docs = Array.from(composer.compose(tokens, true, text.length));
+  const first = docs[0];
+  const second = docs[1];
+  if (second) {
+    return {
+      ok: false,
+      issues: [
+        {
+          path: "",
+          ...at(second.range[0]),
+          message: "a spec holds exactly one YAML document; found a second one here (remove the '---' or split the file)",
+        },
+      ],
+    };
+  }
+  if (!first) return { ok: false, issues: [emptyIssue()] };
+
+  const issues: SpecIssue[] = [];
+  for (const e of first.errors) {
+    const detail = e.message.split("\n", 1)[0] ?? e.message;
+    issues.push({
+      path: pathAt(first, e.pos[0]),
+      ...at(e.pos[0]),
+      message: YAML_MESSAGES[e.code] ?? `invalid YAML: ${detail}`,
+    });
+  }
+  for (const w of first.warnings) {
+    if (w.code === "TAG_RESOLVE_FAILED") continue; // reported by the walk, with the tag name
+    issues.push({ path: pathAt(first, w.pos[0]), ...at(w.pos[0]), message: `YAML warning: ${w.message.split("\n", 1)[0]}` });
+  }
+  if (issues.length > 0) return { ok: false, issues };
+  if (first.contents === null || (isScalar(first.contents) && first.contents.value === null && first.contents.tag === undefined)) {
+    return { ok: false, issues: [emptyIssue()] };
+  }
+  const tree = walkDocument(first, text, at);
+  return { ok: true, tree };
+}
+
+function emptyIssue(): SpecIssue {
+  return {
+    path: "",
+    line: 1,
+    column: 1,
+    message: "the spec is empty; expected a mapping with at least job, entrypoint and resources",
+  };
+}
+
+/** Best-effort path of the deepest node whose range holds `offset` (for syntax errors). */
+function pathAt(doc: Document.Parsed, offset: number): string {
+  const path: PathSegment[] = [];
+  let node: unknown = doc.contents;
+  for (let guard = 0; guard < MAX_DEPTH + 2 && node; guard++) {
+    if (isMap(node)) {
+      const hit = node.items.find((p) => {
+        const k = isScalar(p.key) ? p.key : null;
+        const v = p.value as YamlNode | null;
+        const start = k?.range?.[0] ?? v?.range?.[0];
+        const end = v?.range?.[2] ?? k?.range?.[2];
+        return start !== undefined && end !== undefined && start <= offset && offset <= end;
+      });
+      if (!hit || !isScalar(hit.key)) break;
+      path.push(String(hit.key.value));
+      node = hit.value;
+    } else if (isSeq(node)) {
+      const idx = node.items.findIndex((it) => {
+        const r = (it as YamlNode | null)?.range;
+        return r != null && r[0] <= offset && offset <= r[2];
+      });
+      if (idx < 0) break;
+      path.push(idx);
+      node = node.items[idx];
+    } else break;
+  }
+  return formatPath(path);
+}
+
+const POISON: unique symbol = Symbol("poison");
+
+function walkDocument(doc: Document.Parsed, text: string, at: (offset: number) => Pos): YamlTree {
+  const nodes = new Map<string, NodeInfo>();
+  const issues: SpecIssue[] = [];
+  const poisoned = new Set<string>();
+  const issue = (path: string, pos: Pos, message: string): void => {
+    issues.push({ path, line: pos.line, column: pos.column, message });
+  };
+
+  const walk = (node: unknown, path: PathSegment[], depth: number, keyPos?: Pos): unknown => {
+    const p = formatPath(path);
+    const range = (node as YamlNode | null)?.range;
+    const pos = range ? at(range[0]) : (keyPos ?? { line: 1, column: 1 });
+    const info: NodeInfo = { line: pos.line, column: pos.column };
+    if (keyPos) {
+      info.keyLine = keyPos.line;
+      info.keyColumn = keyPos.column;
+    }
+    nodes.set(p, info);
+    if (depth > MAX_DEPTH) {
+      issue(p, pos, `nesting deeper than ${MAX_DEPTH} levels`);
+      poisoned.add(p);
+      return POISON;
+    }
+    if (isAlias(node)) {
+      issue(p, pos, `aliases (*${node.source.slice(0, 40)}) are not supported in job specs; write the value out`);
+      poisoned.add(p);
+      return POISON;
+    }
+    if (isScalar(node) || isMap(node) || isSeq(node)) {
+      if (node.anchor !== undefined) {
+        // The node's range starts after its properties; point at the `&name` itself when it is near.
+        const amp = range ? text.lastIndexOf(`&${node.anchor}`, range[0]) : -1;
+        const apos = range && amp >= 0 && range[0] - amp <= 1024 ? at(amp) : pos;
+        issue(p, apos, `anchors (&${node.anchor.slice(0, 40)}) are not supported in job specs; write values out instead of reusing them`);
+      }
+      if (node.tag !== undefined && !STD_TAGS.has(node.tag)) {
+        const tag = node.tag.replace(/^tag:yaml\.org,2002:/, "!!").slice(0, 60);
+        issue(p, pos, `the tag ${tag} is not supported in job specs; remove it`);
+        poisoned.add(p);
+        return POISON;
+      }
+    }
+    if (isScalar(node)) {
+      const v = node.value;
+      if (v === null || typeof v === "boolean" || typeof v === "string") {
+        if (typeof v === "string" && v.includes("\u0000")) {
+          issue(p, pos, "strings may not contain NUL characters");
+          poisoned.add(p);
+          return POISON;
+        }
+        return v;
+      }
+      if (typeof v === "number") {
+        const source = (node as { source?: string }).source ?? String(v);
+        info.numberSource = source;
+        if (!Number.isFinite(v) && !/^[-+]?\.(inf|Inf|INF|nan|NaN|NAN)$/.test(source)) {
+          issue(p, pos, `the number ${source.slice(0, 40)} is too large to represent`);
+          poisoned.add(p);
+          return POISON;
+        }
+        if (Number.isInteger(v) && !Number.isSafeInteger(v) && /^[-+]?\d+$/.test(source)) {
+          issue(p, pos, `the integer ${source.slice(0, 40)} is too large; integers in a spec must be below 2^53`);
+          poisoned.add(p);
+          return POISON;
+        }
+        return v;
+      }
+      issue(p, pos, "unsupported value type; use a string, number, boolean, list or mapping");
+      poisoned.add(p);
+      return POISON;
+    }
+    if (isSeq(node)) {
+      const out: unknown[] = [];
+      for (let i = 0; i < node.items.length; i++) {
+        if (i >= MAX_ENTRIES) {
+          issue(p, pos, `more than ${MAX_ENTRIES} list items`);
+          poisoned.add(p);
+          break;
+        }
+        const child = walk(node.items[i], [...path, i], depth + 1);
+        out.push(child === POISON ? null : child);
+      }
+      return out;
+    }
+    if (isMap(node)) {
+      const out: Record<string, unknown> = {};
+      const seen = new Map<string, Pos>();
+      let count = 0;
+      for (const pair of node.items) {
+        if (!isPair(pair)) continue;
+        if (++count > MAX_ENTRIES) {
+          issue(p, pos, `more than ${MAX_ENTRIES} keys in one mapping`);
+          poisoned.add(p);
+          break;
+        }
+        const keyNode = pair.key as YamlNode | null;
+        const kPos = keyNode?.range ? at(keyNode.range[0]) : pos;
+        if (!isScalar(keyNode) || keyNode.value === null || typeof keyNode.value === "object") {
+          issue(p, kPos, isAlias(keyNode) ? "aliases are not supported as keys" : "mapping keys must be plain strings");
+          continue;
+        }
+        const key = String(keyNode.value);
+        if (key.length > MAX_KEY_LENGTH) {
+          issue(p, kPos, `a key is longer than ${MAX_KEY_LENGTH} characters: ${quote(key)}`);
+          continue;
+        }
+        const childPath = [...path, key];
+        const cp = formatPath(childPath);
+        if (key === "<<" && keyNode.type === "PLAIN") {
+          issue(cp, kPos, "merge keys (<<) are not supported in job specs; write the keys out");
+          // The mapping is missing whatever the merge would have added: its other errors are noise.
+          poisoned.add(p);
+          continue;
+        }
+        const dup = seen.get(key);
+        if (dup) {
+          issue(cp, kPos, `duplicate key '${key.slice(0, 64)}' (first set at line ${dup.line}, column ${dup.column})`);
+          continue;
+        }
+        seen.set(key, kPos);
+        const value = walk(pair.value, childPath, depth + 1, kPos);
+        // `key:` with nothing (or ~/null) after it is the same as leaving the key out.
+        if (value === POISON || value === null) continue;
+        Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
+      }
+      return out;
+    }
+    // `key:` with no value at all.
+    return null;
+  };
+
+  const value = walk(doc.contents, [], 0);
+  return { value: value === POISON ? null : value, nodes, issues, poisoned };
+}
