@@ -1,1 +1,6 @@
-export {};
+export * from "./errors.js";
+export * from "./auth.js";
+export * from "./handlers.js";
+export * from "./server.js";
+export * from "./convert.js";
+export * from "./client.js";

@@ -329,7 +329,11 @@ export interface Artifact {
   hasStep: boolean;
   bytes: string;
   sha256: string;
-  createdAt: Date | undefined;
+  createdAt:
+    | Date
+    | undefined;
+  /** False when the size is unknown (bytes is then 0). */
+  hasBytes: boolean;
 }
 
 function createBaseTarget(): Target {
@@ -698,6 +702,7 @@ function createBaseArtifact(): Artifact {
     bytes: "0",
     sha256: "",
     createdAt: undefined,
+    hasBytes: false,
   };
 }
 
@@ -732,6 +737,9 @@ export const Artifact: MessageFns<Artifact> = {
     }
     if (message.createdAt !== undefined) {
       Timestamp.encode(toTimestamp(message.createdAt), writer.uint32(82).fork()).join();
+    }
+    if (message.hasBytes !== false) {
+      writer.uint32(88).bool(message.hasBytes);
     }
     return writer;
   },
@@ -829,6 +837,14 @@ export const Artifact: MessageFns<Artifact> = {
             message.createdAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.hasBytes = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -865,6 +881,11 @@ export const Artifact: MessageFns<Artifact> = {
         : isSet(object.created_at)
         ? fromJsonTimestamp(object.created_at)
         : undefined,
+      hasBytes: isSet(object.hasBytes)
+        ? globalThis.Boolean(object.hasBytes)
+        : isSet(object.has_bytes)
+        ? globalThis.Boolean(object.has_bytes)
+        : false,
     };
   },
 
@@ -900,6 +921,9 @@ export const Artifact: MessageFns<Artifact> = {
     if (message.createdAt !== undefined) {
       obj.createdAt = message.createdAt.toISOString();
     }
+    if (message.hasBytes !== false) {
+      obj.hasBytes = message.hasBytes;
+    }
     return obj;
   },
 
@@ -918,6 +942,7 @@ export const Artifact: MessageFns<Artifact> = {
     message.bytes = object.bytes ?? "0";
     message.sha256 = object.sha256 ?? "";
     message.createdAt = object.createdAt ?? undefined;
+    message.hasBytes = object.hasBytes ?? false;
     return message;
   },
 };
