@@ -1,1 +1,20 @@
-export {};
+export { type PostgresServer, type StartPostgresOptions, findPostgresBinDir, quoteIdent, startPostgres } from "./postgres-server.js";
+export {
+  type ProvidedPostgres,
+  TEMPLATE_DATABASE,
+  type TestDatabase,
+  createTestDatabase,
+  testPostgresServerUrl,
+} from "./test-database.js";
+export { freePort } from "./ports.js";
+export { type WaitForOptions, waitFor } from "./wait-for.js";
+export {
+  type ProcessExit,
+  type SpawnProcessOptions,
+  type SpawnedProcess,
+  assertNoLeftoverProcesses,
+  leftoverProcesses,
+  spawnProcess,
+  stopAllProcesses,
+} from "./processes.js";
+export { newJobInput } from "./fixtures.js";

@@ -1,0 +1,233 @@
+/**
+ * The drizzle schema: the single source for `drizzle-kit generate`, which
+ * writes the SQL migrations under `packages/db/drizzle/`. Column names are
+ * snake_case in SQL and camelCase in TypeScript. Enum values come from
+ * @gpuorch/core so the database and the domain can never disagree.
+ *
+ * Triggers (append-only `job_events` and `allocations`) are not expressible
+ * here; they live in a custom migration (`drizzle-kit generate --custom`).
+ */
+import {
+  ARTIFACT_TYPES,
+  EXECUTION_MODES,
+  FRAMEWORKS,
+  JOB_STATUSES,
+  JOB_TYPES,
+  type JobTarget,
+  PROVIDERS,
+  TOKEN_KINDS,
+} from "@gpuorch/core";
+import { sql } from "drizzle-orm";
+import {
+  bigint,
+  bigserial,
+  boolean,
+  check,
+  date,
+  index,
+  integer,
+  jsonb,
+  numeric,
+  pgEnum,
+  pgTable,
+  text,
+  timestamp,
+  unique,
+  uniqueIndex,
+  uuid,
+} from "drizzle-orm/pg-core";
+
+export const jobStatusEnum = pgEnum("job_status", JOB_STATUSES);
+export const jobTypeEnum = pgEnum("job_type", JOB_TYPES);
+export const frameworkEnum = pgEnum("framework", FRAMEWORKS);
+export const executionModeEnum = pgEnum("execution_mode", EXECUTION_MODES);
+export const artifactTypeEnum = pgEnum("artifact_type", ARTIFACT_TYPES);
+export const providerEnum = pgEnum("provider", PROVIDERS);
+export const tokenKindEnum = pgEnum("token_kind", TOKEN_KINDS);
+
+const createdAt = () => timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow();
+const tstz = (name: string) => timestamp(name, { withTimezone: true, mode: "date" });
+
+export const teams = pgTable("teams", {
+  id: uuid("id").primaryKey(),
+  name: text("name").notNull().unique("teams_name_unique"),
+  createdAt: createdAt(),
+});
+
+export const apiTokens = pgTable(
+  "api_tokens",
+  {
+    id: uuid("id").primaryKey(),
+    teamId: uuid("team_id").references(() => teams.id),
+    name: text("name").notNull(),
+    kind: tokenKindEnum("kind").notNull(),
+    isAdmin: boolean("is_admin").notNull().default(false),
+    // sha256 hex of the bearer token; the token itself is never stored.
+    tokenHash: text("token_hash").notNull().unique("api_tokens_token_hash_unique"),
+    createdAt: createdAt(),
+    lastUsedAt: tstz("last_used_at"),
+    revokedAt: tstz("revoked_at"),
+  },
+  (t) => [
+    check("api_tokens_admin_or_team", sql`${t.isAdmin} OR ${t.teamId} IS NOT NULL`),
+    check("api_tokens_token_hash_sha256", sql`${t.tokenHash} ~ '^[0-9a-f]{64}$'`),
+  ],
+);
+
+export const jobs = pgTable(
+  "jobs",
+  {
+    id: uuid("id").primaryKey(),
+    teamId: uuid("team_id")
+      .notNull()
+      .references(() => teams.id),
+    name: text("name").notNull(),
+    project: text("project"),
+    type: jobTypeEnum("type").notNull(),
+    framework: frameworkEnum("framework").notNull(),
+    executionMode: executionModeEnum("execution_mode").notNull(),
+    status: jobStatusEnum("status").notNull().default("pending"),
+    statusReason: text("status_reason"),
+    priority: integer("priority").notNull(),
+    attempt: integer("attempt").notNull().default(1),
+    maxAttempts: integer("max_attempts").notNull(),
+    // Bumped by every status transition and only by them: seq of the
+    // transition's event == the new version (see transitionJob).
+    version: integer("version").notNull().default(1),
+    gpus: integer("gpus").notNull(),
+    specYaml: text("spec_yaml").notNull(),
+    spec: jsonb("spec").$type<Record<string, unknown>>().notNull(),
+    budgetUsd: numeric("budget_usd", { precision: 14, scale: 2 }),
+    deadline: tstz("deadline"),
+    estimatedCostUsd: numeric("estimated_cost_usd", { precision: 18, scale: 6 }),
+    runningCostUsd: numeric("running_cost_usd", { precision: 18, scale: 6 }).notNull().default("0"),
+    target: jsonb("target").$type<JobTarget>(),
+    idempotencyKey: text("idempotency_key"),
+    createdAt: createdAt(),
+    updatedAt: tstz("updated_at").notNull().defaultNow(),
+    scheduledAt: tstz("scheduled_at"),
+    startedAt: tstz("started_at"),
+    finishedAt: tstz("finished_at"),
+  },
+  (t) => [
+    check("jobs_priority_range", sql`${t.priority} BETWEEN 0 AND 1000`),
+    check("jobs_attempt_min", sql`${t.attempt} >= 1`),
+    check("jobs_attempt_max", sql`${t.attempt} <= ${t.maxAttempts}`),
+    check("jobs_max_attempts_min", sql`${t.maxAttempts} >= 1`),
+    check("jobs_gpus_min", sql`${t.gpus} >= 1`),
+    check("jobs_version_min", sql`${t.version} >= 1`),
+    check("jobs_budget_positive", sql`${t.budgetUsd} > 0`),
+    check("jobs_estimated_cost_nonnegative", sql`${t.estimatedCostUsd} >= 0`),
+    check("jobs_running_cost_nonnegative", sql`${t.runningCostUsd} >= 0`),
+    // The scheduler's queue order. DESC indexes say NULLS FIRST (PostgreSQL's
+    // default for DESC) so a plain `ORDER BY … DESC` can walk them.
+    index("jobs_queue_idx").on(t.status, t.priority.desc().nullsFirst(), t.deadline, t.createdAt),
+    // Keyset pagination, newest first, per team and across teams (admin).
+    index("jobs_team_created_idx").on(t.teamId, t.createdAt.desc().nullsFirst(), t.id.desc().nullsFirst()),
+    index("jobs_created_idx").on(t.createdAt.desc().nullsFirst(), t.id.desc().nullsFirst()),
+    uniqueIndex("jobs_team_idempotency_key_unique")
+      .on(t.teamId, t.idempotencyKey)
+      .where(sql`${t.idempotencyKey} IS NOT NULL`),
+  ],
+);
+
+export const jobEvents = pgTable(
+  "job_events",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    jobId: uuid("job_id")
+      .notNull()
+      .references(() => jobs.id),
+    seq: integer("seq").notNull(),
+    fromStatus: jobStatusEnum("from_status"),
+    toStatus: jobStatusEnum("to_status").notNull(),
+    attempt: integer("attempt").notNull(),
+    reason: text("reason").notNull(),
+    actor: text("actor").notNull(),
+    details: jsonb("details").$type<Record<string, unknown>>(),
+    createdAt: createdAt(),
+  },
+  (t) => [unique("job_events_job_seq_unique").on(t.jobId, t.seq), check("job_events_seq_min", sql`${t.seq} >= 1`)],
+);
+
+export const allocations = pgTable(
+  "allocations",
+  {
+    id: uuid("id").primaryKey(),
+    jobId: uuid("job_id")
+      .notNull()
+      .references(() => jobs.id),
+    attempt: integer("attempt").notNull(),
+    provider: providerEnum("provider").notNull(),
+    region: text("region").notNull(),
+    zone: text("zone"),
+    instanceType: text("instance_type").notNull(),
+    instanceCount: integer("instance_count").notNull(),
+    gpusPerInstance: numeric("gpus_per_instance").notNull(),
+    spot: boolean("spot").notNull().default(false),
+    priceUsdPerHour: numeric("price_usd_per_hour", { precision: 14, scale: 6 }).notNull(),
+    estimatedHours: numeric("estimated_hours").notNull(),
+    estimatedCostUsd: numeric("estimated_cost_usd", { precision: 18, scale: 6 }).notNull(),
+    // The catalog rows the optimizer priced this decision with.
+    prices: jsonb("prices").$type<unknown[]>().notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    check("allocations_instance_count_positive", sql`${t.instanceCount} > 0`),
+    check("allocations_gpus_per_instance_positive", sql`${t.gpusPerInstance} > 0`),
+    check("allocations_price_nonnegative", sql`${t.priceUsdPerHour} >= 0`),
+    check("allocations_estimated_hours_nonnegative", sql`${t.estimatedHours} >= 0`),
+    check("allocations_estimated_cost_nonnegative", sql`${t.estimatedCostUsd} >= 0`),
+    index("allocations_job_idx").on(t.jobId, t.attempt),
+  ],
+);
+
+export const jobArtifacts = pgTable(
+  "job_artifacts",
+  {
+    id: uuid("id").primaryKey(),
+    jobId: uuid("job_id")
+      .notNull()
+      .references(() => jobs.id),
+    attempt: integer("attempt").notNull(),
+    type: artifactTypeEnum("type").notNull(),
+    uri: text("uri").notNull(),
+    step: bigint("step", { mode: "number" }),
+    bytes: bigint("bytes", { mode: "number" }),
+    sha256: text("sha256"),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    check("job_artifacts_bytes_nonnegative", sql`${t.bytes} >= 0`),
+    check("job_artifacts_sha256_hex", sql`${t.sha256} ~ '^[0-9a-f]{64}$'`),
+    index("job_artifacts_job_type_created_idx").on(t.jobId, t.type, t.createdAt),
+  ],
+);
+
+export const gpuPricing = pgTable(
+  "gpu_pricing",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    provider: providerEnum("provider").notNull(),
+    region: text("region").notNull(),
+    // '' rather than NULL so the unique key below treats "no zone" as one value.
+    zone: text("zone").notNull().default(""),
+    instanceType: text("instance_type").notNull(),
+    gpuType: text("gpu_type").notNull(),
+    gpuCount: numeric("gpu_count").notNull(),
+    gpuMemoryGb: numeric("gpu_memory_gb").notNull(),
+    vcpus: integer("vcpus").notNull(),
+    memoryGb: numeric("memory_gb").notNull(),
+    onDemandUsdPerHour: numeric("on_demand_usd_per_hour", { precision: 14, scale: 6 }).notNull(),
+    spotUsdPerHour: numeric("spot_usd_per_hour", { precision: 14, scale: 6 }),
+    priceDate: date("price_date", { mode: "string" }).notNull(),
+    source: text("source").notNull(),
+    updatedAt: tstz("updated_at").notNull().defaultNow(),
+  },
+  (t) => [
+    unique("gpu_pricing_offer_unique").on(t.provider, t.region, t.zone, t.instanceType),
+    check("gpu_pricing_gpu_count_positive", sql`${t.gpuCount} > 0`),
+    check("gpu_pricing_on_demand_nonnegative", sql`${t.onDemandUsdPerHour} >= 0`),
+    check("gpu_pricing_spot_nonnegative", sql`${t.spotUsdPerHour} >= 0`),
+  ],
+);
