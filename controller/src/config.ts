@@ -1,0 +1,28 @@
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { z } from "zod";
+
+/** The controller's whole configuration: flags > GPUORCH_* env > config file > defaults. */
+export const controllerConfigSchema = z.object({
+  grpcHost: z.string().default("127.0.0.1"),
+  grpcPort: z.coerce.number().int().min(0).max(65535).default(7070),
+  httpHost: z.string().default("127.0.0.1"),
+  httpPort: z.coerce.number().int().min(0).max(65535).default(7080),
+  /** PostgreSQL URL; without it the controller embeds PGlite in dataDir. */
+  databaseUrl: z.string().optional(),
+  dataDir: z.string().default(join(homedir(), ".gpuorch", "data")),
+  /** Pool size for PostgreSQL. */
+  dbPoolMax: z.coerce.number().int().min(1).max(200).default(16),
+  logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+  /** Embedded tour mode: mint an admin token and write it to the CLI config. */
+  embedded: z.coerce.boolean().default(false),
+  cliConfigPath: z.string().default(join(homedir(), ".gpuorch", "config.yaml")),
+  /** How long SIGTERM waits for in-flight requests before forcing. */
+  shutdownGraceMs: z.coerce.number().int().min(0).default(10_000),
+  /** Whether /metrics needs a bearer token (Prometheus scrapers usually have none). */
+  metricsAuth: z.coerce.boolean().default(false),
+  /** Where `serve` writes the bound ports (tests and scripts read it). */
+  readyFile: z.string().optional(),
+});
+
+export type ControllerConfig = z.infer<typeof controllerConfigSchema>;

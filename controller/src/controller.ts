@@ -1,0 +1,161 @@
+import { writeFileSync, mkdirSync, renameSync, chmodSync } from "node:fs";
+import { dirname } from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import { HealthImplementation } from "grpc-health-check";
+import { type Clock, type IdSource, DEFAULT_TEAM } from "@gpuorch/core";
+import { type Database, countJobsByStatus, ensureTeam, findPrincipalByTokenHash, openDatabase } from "@gpuorch/db";
+import { JobServiceService } from "@gpuorch/proto";
+import { createGrpcServer, listen, stopServer } from "@gpuorch/rpc";
+import type { Logger } from "@gpuorch/runtime";
+import { stringify as toYaml } from "yaml";
+import type { ControllerConfig } from "./config.js";
+import { acquireDataDirLock } from "./data-dir-lock.js";
+import { createJobServiceImpl } from "./grpc-service.js";
+import { createHttpAdmin } from "./http-admin.js";
+import { JobNotifier } from "./job-notifier.js";
+import { JobsApi } from "./jobs-api.js";
+import { createControllerMetrics } from "./metrics.js";
+import { createTokenAuthenticator } from "./token-cache.js";
+import { createToken } from "./tokens.js";
+
+export interface RunningController {
+  grpcPort: number;
+  httpPort: number;
+  adminToken: string | null;
+  /** Stops in reverse start order: stop accepting, drain, close the database. */
+  stop(): Promise<void>;
+}
+
+interface Step {
+  name: string;
+  stop: () => Promise<void>;
+}
+
+/**
+ * Starts the controller's components in order (database → gRPC → HTTP) and
+ * returns a handle that stops them in reverse. `main.ts` wires signals.
+ */
+export async function startController(
+  config: ControllerConfig,
+  deps: { logger: Logger; clock: Clock; ids: IdSource },
+): Promise<RunningController> {
+  const { logger } = deps;
+  const steps: Step[] = [];
+  const stopAll = async (): Promise<void> => {
+    for (const step of steps.reverse()) {
+      const t0 = performance.now();
+      try {
+        await step.stop();
+        logger.info({ component: step.name, ms: Math.round(performance.now() - t0) }, "stopped");
+      } catch (err) {
+        logger.error({ component: step.name, err }, "stop failed");
+      }
+    }
+    steps.length = 0;
+  };
+
+  try {
+    // 1. Database (migrations run inside openDatabase).
+    let database: Database;
+    if (config.databaseUrl) {
+      database = await openDatabase({ url: config.databaseUrl, poolMax: config.dbPoolMax });
+      logger.info({ db: "postgresql" }, "database ready");
+    } else {
+      const release = acquireDataDirLock(config.dataDir, "gpuorch-controller serve");
+      steps.push({ name: "data-dir-lock", stop: async () => release() });
+      database = await openDatabase({ dataDir: config.dataDir });
+      logger.info({ db: "pglite", dataDir: config.dataDir }, "embedded database ready");
+    }
+    steps.push({ name: "database", stop: () => database.close() });
+    const db = database.db;
+
+    const authenticate = createTokenAuthenticator((hash) => findPrincipalByTokenHash(db, hash));
+    const notifier = new JobNotifier();
+    const api = new JobsApi({ db, ids: deps.ids, clock: deps.clock, logger: logger.child({ component: "jobs" }), notifier });
+    const metrics = createControllerMetrics(() => countJobsByStatus(db));
+
+    let adminToken: string | null = null;
+    if (config.embedded) {
+      await ensureTeam(db, { id: deps.ids.newId(), name: DEFAULT_TEAM });
+      const created = await createToken(db, deps.ids, { team: null, admin: true, kind: "user", name: "embedded-admin" });
+      adminToken = created.token;
+    }
+
+    // 2. gRPC: JobService + standard health service.
+    const grpcServer = createGrpcServer();
+    grpcServer.addService(
+      JobServiceService,
+      createJobServiceImpl({ api, authenticate, logger: logger.child({ component: "grpc" }), onCall: metrics.observeGrpc }) as unknown as grpc.UntypedServiceImplementation,
+    );
+    const health = new HealthImplementation({ "": "SERVING", "gpuorch.v1.JobService": "SERVING" });
+    health.addToServer(grpcServer);
+    const grpcPort = await listen(grpcServer, config.grpcHost, config.grpcPort);
+    steps.push({
+      name: "grpc",
+      stop: async () => {
+        health.setStatus("", "NOT_SERVING");
+        health.setStatus("gpuorch.v1.JobService", "NOT_SERVING");
+        await stopServer(grpcServer, config.shutdownGraceMs);
+      },
+    });
+    logger.info({ port: grpcPort, host: config.grpcHost }, "gRPC listening");
+
+    // 3. HTTP admin.
+    const http = createHttpAdmin({
+      api,
+      authenticate,
+      logger: logger.child({ component: "http" }),
+      metrics,
+      metricsAuth: config.metricsAuth,
+      ready: async () => {
+        await countJobsByStatus(db);
+        return true;
+      },
+    });
+    const httpPort = await new Promise<number>((resolve, reject) => {
+      http.server.once("error", reject);
+      http.server.listen(config.httpPort, config.httpHost, () => {
+        const addr = http.server.address();
+        resolve(typeof addr === "object" && addr ? addr.port : config.httpPort);
+      });
+    });
+    steps.push({
+      name: "http",
+      stop: () =>
+        new Promise<void>((resolve) => {
+          http.setDraining();
+          const force = setTimeout(() => http.server.closeAllConnections(), config.shutdownGraceMs);
+          http.server.close(() => {
+            clearTimeout(force);
+            resolve();
+          });
+          http.server.closeIdleConnections();
+        }),
+    });
+    logger.info({ port: httpPort, host: config.httpHost }, "HTTP admin listening");
+
+    if (adminToken !== null) {
+      writeCliConfig(config.cliConfigPath, `${config.grpcHost}:${grpcPort}`, adminToken);
+      logger.info({ path: config.cliConfigPath }, "wrote CLI config with an admin token");
+    }
+    if (config.readyFile) {
+      writeAtomic(config.readyFile, JSON.stringify({ pid: process.pid, grpcPort, httpPort, adminToken }) + "\n");
+    }
+    return { grpcPort, httpPort, adminToken, stop: stopAll };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+function writeAtomic(path: string, content: string, mode = 0o644): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, content, { mode });
+  chmodSync(tmp, mode);
+  renameSync(tmp, path);
+}
+
+function writeCliConfig(path: string, controller: string, token: string): void {
+  writeAtomic(path, `# written by gpuorch-controller --embedded\n${toYaml({ controller, token })}`, 0o600);
+}

@@ -1,0 +1,81 @@
+import { AppError } from "@gpuorch/core";
+import type { JobServiceServer } from "@gpuorch/proto";
+import { ArtifactType } from "@gpuorch/proto";
+import {
+  type Authenticate,
+  artifactToProto,
+  artifactTypeFromProto,
+  jobEventToProto,
+  jobStatusFromProto,
+  jobStatusToProto,
+  jobToProto,
+  serverStreamHandler,
+  unaryHandler,
+} from "@gpuorch/rpc";
+import type { Logger } from "@gpuorch/runtime";
+import type { JobsApi } from "./jobs-api.js";
+
+export interface GrpcServiceDeps {
+  api: JobsApi;
+  authenticate: Authenticate;
+  logger: Logger;
+  onCall?: (method: string, code: string, seconds: number) => void;
+}
+
+/** JobService over gRPC: converts wire ↔ domain and delegates to JobsApi. */
+export function createJobServiceImpl(deps: GrpcServiceDeps): JobServiceServer {
+  const { api } = deps;
+  const opts = (method: string) => ({
+    authenticate: deps.authenticate,
+    logger: deps.logger,
+    method,
+    ...(deps.onCall ? { onCall: deps.onCall } : {}),
+  });
+  return {
+    submitJob: unaryHandler(opts("SubmitJob"), async (req, ctx) => {
+      const { job, deduplicated } = await api.submit(ctx.principal, {
+        specYaml: req.specYaml,
+        name: req.name,
+        idempotencyKey: req.idempotencyKey,
+      });
+      return { id: job.id, status: jobStatusToProto(job.status), createdAt: job.createdAt, deduplicated, name: job.name };
+    }),
+    getJob: unaryHandler(opts("GetJob"), async (req, ctx) => ({ job: jobToProto(await api.get(ctx.principal, req.id)) })),
+    listJobs: unaryHandler(opts("ListJobs"), async (req, ctx) => {
+      const page = await api.list(ctx.principal, {
+        statuses: req.statuses.map((s) => jobStatusFromProto(s, "statuses")),
+        team: req.team,
+        project: req.project,
+        pageSize: req.pageSize,
+        cursor: req.pageToken,
+      });
+      return { jobs: page.items.map((j) => jobToProto(j)), nextPageToken: page.nextCursor ?? "" };
+    }),
+    cancelJob: unaryHandler(opts("CancelJob"), async (req, ctx) => {
+      const { job, changed } = await api.cancel(ctx.principal, req.id, req.reason);
+      return { job: jobToProto(job), changed };
+    }),
+    getJobEvents: unaryHandler(opts("GetJobEvents"), async (req, ctx) => {
+      const events = await api.events(ctx.principal, req.id, seqOf(req.afterSeq, "after_seq"), req.limit);
+      return { events: events.map(jobEventToProto) };
+    }),
+    listArtifacts: unaryHandler(opts("ListArtifacts"), async (req, ctx) => {
+      const type = req.type === ArtifactType.ARTIFACT_TYPE_UNSPECIFIED ? undefined : artifactTypeFromProto(req.type);
+      const artifacts = await api.artifacts(ctx.principal, req.jobId, type);
+      return { artifacts: artifacts.map(artifactToProto) };
+    }),
+    watchJob: serverStreamHandler(opts("WatchJob"), async (req, ctx, send) => {
+      for await (const item of api.watch(ctx.principal, req.id, seqOf(req.afterSeq, "after_seq"), ctx.signal)) {
+        await send(item.event ? { job: jobToProto(item.job), event: jobEventToProto(item.event) } : { job: jobToProto(item.job), event: undefined });
+      }
+    }),
+  };
+}
+
+function seqOf(v: string, field: string): number {
+  const n = Number(v || "0");
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw AppError.invalid(`${field} must be a non-negative integer`, [{ field, message: "expected an integer ≥ 0" }]);
+  }
+  return n;
+}

@@ -1,0 +1,35 @@
+import type { Principal } from "@gpuorch/core";
+import type { Authenticate } from "@gpuorch/rpc";
+import { hashToken } from "@gpuorch/rpc";
+
+/**
+ * Resolves bearer tokens to principals with a short-lived cache, so the hot
+ * path (every RPC) does not hit the database. Revocation takes effect within
+ * `ttlMs`. Unknown tokens are cached briefly too, bounding the cost of a
+ * client hammering with a bad token.
+ */
+export function createTokenAuthenticator(
+  lookup: (hash: string) => Promise<Principal | null>,
+  opts: { ttlMs?: number; negativeTtlMs?: number; maxEntries?: number; now?: () => number } = {},
+): Authenticate {
+  const ttl = opts.ttlMs ?? 30_000;
+  const negTtl = opts.negativeTtlMs ?? 2_000;
+  const max = opts.maxEntries ?? 10_000;
+  const now = opts.now ?? (() => performance.now());
+  const cache = new Map<string, { p: Principal | null; until: number }>();
+  const inflight = new Map<string, Promise<Principal | null>>();
+  return async (token: string) => {
+    const hash = hashToken(token);
+    const hit = cache.get(hash);
+    if (hit && hit.until > now()) return hit.p;
+    let pending = inflight.get(hash);
+    if (!pending) {
+      pending = lookup(hash).finally(() => inflight.delete(hash));
+      inflight.set(hash, pending);
+    }
+    const p = await pending;
+    if (cache.size >= max) cache.clear();
+    cache.set(hash, { p, until: now() + (p ? ttl : negTtl) });
+    return p;
+  };
+}
