@@ -25,5 +25,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: "forks",
+    // CI also writes a JSON report so .ci/run can print a plain "N passed, N failed" line.
+    reporters: process.env.GPUORCH_TEST_REPORT ? ["default", "json"] : ["default"],
+    ...(process.env.GPUORCH_TEST_REPORT ? { outputFile: { json: process.env.GPUORCH_TEST_REPORT } } : {}),
   },
 });

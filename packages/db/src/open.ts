@@ -94,13 +94,7 @@ async function openPostgres(url: string, opts: OpenDatabaseOptions): Promise<Dat
       return closing;
     },
   };
-  try {
-    await runMigrations(database);
-  } catch (e) {
-    await database.close();
-    throw e;
-  }
-  return database;
+  return migrated(database);
 }
 
 async function openPglite(dataDir: string | undefined): Promise<Database> {
@@ -115,6 +109,11 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
       return closing;
     },
   };
+  return migrated(database);
+}
+
+/** Runs the migrations on a freshly opened database, closing it if they fail. */
+async function migrated(database: Database): Promise<Database> {
   try {
     await runMigrations(database);
   } catch (e) {

@@ -16,3 +16,5 @@ export type {
   SpecIssue,
   UriKind,
 } from "./types.js";
+/** The vocabularies, mirrored from @gpuorch/core on purpose (spec depends on nothing of ours); test/vocabulary.test.ts keeps the two equal. */
+export { EXECUTION_MODES, FRAMEWORKS, JOB_TYPES, PROVIDERS, SYNCHRONOUS_FRAMEWORKS } from "./types.js";
