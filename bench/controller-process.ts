@@ -1,0 +1,197 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { setTimeout as sleep } from "node:timers/promises";
+
+/** The repository root (this file compiles to bench/dist/). */
+export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const CONTROLLER_MAIN = join(REPO_ROOT, "controller", "dist", "main.js");
+
+/** USER_HZ: 100 on every Linux architecture node runs on. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** Where the controller keeps its state: exactly one of the two. */
+export type DatabaseTarget = { dataDir: string } | { databaseUrl: string };
+
+export interface ReadyInfo {
+  pid: number;
+  grpcPort: number;
+  httpPort: number;
+  adminToken: string | null;
+}
+
+function databaseFlags(target: DatabaseTarget): string[] {
+  return "dataDir" in target ? ["--data-dir", target.dataDir] : ["--database-url", target.databaseUrl];
+}
+
+/**
+ * Extra node flags for the controller (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`)
+ * from BENCH_CONTROLLER_NODE_ARGS, so a slow run can be profiled without
+ * editing the benchmark.
+ */
+function extraNodeArgs(): string[] {
+  return (process.env.BENCH_CONTROLLER_NODE_ARGS ?? "").split(/\s+/).filter(Boolean);
+}
+
+/** A child in its own process group, so a failure can kill it and anything it started. */
+function spawnGroup(args: string[], stdout: "pipe" | "forward"): ChildProcess {
+  const child = spawn(process.execPath, args, {
+    cwd: REPO_ROOT,
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+    // The controller reads GPUORCH_* and DATABASE_URL: only the flags we pass may configure it.
+    env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("GPUORCH_") && k !== "DATABASE_URL")),
+  });
+  // Controller output is diagnostics: keep the benchmark's stdout for figures only.
+  child.stderr?.pipe(process.stderr, { end: false });
+  if (stdout === "forward") child.stdout?.pipe(process.stderr, { end: false });
+  return child;
+}
+
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ESRCH") throw err;
+  }
+}
+
+function waitExit(child: ChildProcess, timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null } | "timeout"> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve("timeout"), timeoutMs);
+    child.once("exit", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal });
+    });
+  });
+}
+
+/**
+ * `gpuorch-controller token create --admin --json` against the database; the
+ * PGlite data dir is locked while a controller runs, so call this first there.
+ */
+export async function createAdminToken(target: DatabaseTarget, timeoutMs = 120_000): Promise<string> {
+  const child = spawnGroup([CONTROLLER_MAIN, "token", "create", "--admin", "--json", "--log-level", "warn", ...databaseFlags(target)], "pipe");
+  let out = "";
+  child.stdout?.setEncoding("utf8").on("data", (d: string) => (out += d));
+  try {
+    const result = await waitExit(child, timeoutMs);
+    if (result === "timeout") throw new Error(`token create did not finish within ${timeoutMs} ms`);
+    if (result.code !== 0) throw new Error(`token create exited with ${result.code ?? result.signal}; stdout: ${out.trim()}`);
+    const line = out.trim().split("\n").at(-1) ?? "";
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(line);
+    } catch {
+      throw new Error(`token create printed no JSON: ${JSON.stringify(out)}`);
+    }
+    const token = (parsed as { token?: unknown }).token;
+    if (typeof token !== "string" || token === "") throw new Error(`token create printed no token: ${line}`);
+    return token;
+  } finally {
+    killGroup(child, "SIGKILL");
+  }
+}
+
+/** A running `gpuorch-controller serve`, started on ephemeral ports. */
+export class ControllerProcess {
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly ready: ReadyInfo,
+  ) {}
+
+  get grpcAddress(): string {
+    return `127.0.0.1:${this.ready.grpcPort}`;
+  }
+
+  get httpBase(): string {
+    return `http://127.0.0.1:${this.ready.httpPort}`;
+  }
+
+  /**
+   * Spawns the controller and waits (bounded) for its ready file. On any
+   * failure the process group is killed before the error propagates.
+   */
+  static async start(opts: { target: DatabaseTarget; workDir: string; readyTimeoutMs?: number }): Promise<ControllerProcess> {
+    const readyFile = join(opts.workDir, "ready.json");
+    const child = spawnGroup(
+      [
+        ...extraNodeArgs(),
+        CONTROLLER_MAIN,
+        "serve",
+        "--grpc-port",
+        "0",
+        "--http-port",
+        "0",
+        "--ready-file",
+        readyFile,
+        "--log-level",
+        "warn",
+        ...databaseFlags(opts.target),
+      ],
+      "forward",
+    );
+    const deadline = performance.now() + (opts.readyTimeoutMs ?? 60_000);
+    try {
+      for (;;) {
+        if (child.exitCode !== null || child.signalCode !== null) {
+          throw new Error(`controller exited with ${child.exitCode ?? child.signalCode} before it was ready`);
+        }
+        const text = await readFile(readyFile, "utf8").catch((err: NodeJS.ErrnoException) => {
+          if (err.code === "ENOENT") return null;
+          throw err;
+        });
+        if (text !== null) {
+          const ready = JSON.parse(text) as ReadyInfo;
+          if (!Number.isInteger(ready.grpcPort) || !Number.isInteger(ready.httpPort)) throw new Error(`bad ready file: ${text}`);
+          return new ControllerProcess(child, ready);
+        }
+        if (performance.now() > deadline) throw new Error(`controller not ready within ${opts.readyTimeoutMs ?? 60_000} ms`);
+        await sleep(50);
+      }
+    } catch (err) {
+      killGroup(child, "SIGKILL");
+      await waitExit(child, 5_000);
+      throw err;
+    }
+  }
+
+  /** SIGTERM, then require a clean exit (code 0) within `timeoutMs`. */
+  async stop(timeoutMs = 15_000): Promise<void> {
+    const started = performance.now();
+    killGroup(this.child, "SIGTERM");
+    const result = await waitExit(this.child, timeoutMs);
+    if (result === "timeout") {
+      await this.kill();
+      throw new Error(`controller did not exit within ${timeoutMs} ms of SIGTERM (killed)`);
+    }
+    if (result.code !== 0) throw new Error(`controller exited with ${result.code ?? result.signal} after SIGTERM, expected 0`);
+    process.stderr.write(`controller stopped cleanly in ${Math.round(performance.now() - started)} ms\n`);
+  }
+
+  /**
+   * CPU time (user + system) the controller has used so far, in ms, from
+   * /proc (Linux); null elsewhere. Tells whether the controller is the bottleneck.
+   */
+  cpuMs(): number | null {
+    try {
+      const stat = readFileSync(`/proc/${this.child.pid}/stat`, "utf8");
+      // Fields after the parenthesised command: state is field 3, utime 14, stime 15.
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const ticks = Number(fields[11]) + Number(fields[12]);
+      return Number.isFinite(ticks) ? (ticks * 1000) / CLOCK_TICKS_PER_SECOND : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Last resort for error paths: SIGKILL the whole group and wait for the exit. Idempotent. */
+  async kill(): Promise<void> {
+    killGroup(this.child, "SIGKILL");
+    await waitExit(this.child, 5_000);
+  }
+}
