@@ -13,6 +13,10 @@ export const controllerConfigSchema = z.object({
   dataDir: z.string().default(join(homedir(), ".gpuorch", "data")),
   /** Pool size for PostgreSQL. */
   dbPoolMax: z.coerce.number().int().min(1).max(200).default(16),
+  /** Group commit: most submissions per INSERT statement. */
+  submitBatchMax: z.coerce.number().int().min(1).max(256).default(64),
+  /** Group commit: most INSERT statements in flight (PGlite always uses 1). */
+  submitBatchInFlight: z.coerce.number().int().min(1).max(64).default(4),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   /** Embedded tour mode: mint an admin token and write it to the CLI config. */
   embedded: z.coerce.boolean().default(false),

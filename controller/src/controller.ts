@@ -71,7 +71,18 @@ export async function startController(
 
     const authenticate = createTokenAuthenticator((hash) => findPrincipalByTokenHash(db, hash));
     const notifier = new JobNotifier();
-    const api = new JobsApi({ db, ids: deps.ids, clock: deps.clock, logger: logger.child({ component: "jobs" }), notifier });
+    const api = new JobsApi({
+      db,
+      ids: deps.ids,
+      clock: deps.clock,
+      logger: logger.child({ component: "jobs" }),
+      notifier,
+      submitBatch: {
+        maxBatch: config.submitBatchMax,
+        // PGlite has one connection: a second statement in flight would only queue behind the first.
+        maxInFlight: database.kind === "pglite" ? 1 : Math.min(config.submitBatchInFlight, config.dbPoolMax),
+      },
+    });
     const metrics = createControllerMetrics(() => countJobsByStatus(db));
 
     let adminToken: string | null = null;

@@ -16,15 +16,17 @@ import {
 } from "@gpuorch/core";
 import {
   type Database,
+  type InsertJobOutcome,
+  type NewJobInput,
   cancelJob,
   ensureTeam,
   getJob,
   getJobEvents,
-  insertJob,
+  insertJobs,
   listArtifacts,
   listJobs,
 } from "@gpuorch/db";
-import type { Logger } from "@gpuorch/runtime";
+import { type Batcher, type Logger, createBatcher } from "@gpuorch/runtime";
 import { parseJobSpec } from "@gpuorch/spec";
 import type { JobNotifier } from "./job-notifier.js";
 
@@ -56,6 +58,10 @@ const MAX_IDEMPOTENCY_KEY = 200;
  * same whichever way a request arrives.
  */
 export class JobsApi {
+  private readonly inserts: Batcher<NewJobInput, InsertJobOutcome>;
+  /** Team name → id. Teams are never renamed or deleted, so entries never go stale. */
+  private readonly teamIds = new Map<string, string>();
+
   constructor(
     private readonly deps: {
       db: Database["db"];
@@ -65,8 +71,29 @@ export class JobsApi {
       notifier: JobNotifier;
       /** How often a watcher re-reads the database when nothing notified it. */
       watchPollMs?: number;
+      /**
+       * Group commit for submissions: concurrent submits share one INSERT
+       * statement (at most maxBatch rows, at most maxInFlight statements at once).
+       */
+      submitBatch?: { maxBatch: number; maxInFlight: number };
     },
-  ) {}
+  ) {
+    const batch = deps.submitBatch ?? { maxBatch: 64, maxInFlight: 2 };
+    this.inserts = createBatcher((items) => insertJobs(deps.db, items), batch);
+  }
+
+  /** Resolves once no submission is waiting for or inside an insert. */
+  drain(): Promise<void> {
+    return this.inserts.drain();
+  }
+
+  private async teamId(name: string): Promise<string> {
+    const cached = this.teamIds.get(name);
+    if (cached !== undefined) return cached;
+    const team = await ensureTeam(this.deps.db, { id: this.deps.ids.newId(), name });
+    this.teamIds.set(name, team.id);
+    return team.id;
+  }
 
   async submit(principal: Principal, input: SubmitInput): Promise<{ job: Job; deduplicated: boolean }> {
     const parsed = parseJobSpec(input.specYaml);
@@ -97,11 +124,8 @@ export class JobsApi {
       ]);
     }
     const teamName = resolveSubmitTeam(principal, spec.job.team);
-    const teamId =
-      !principal.admin && principal.teamId !== null
-        ? principal.teamId
-        : (await ensureTeam(this.deps.db, { id: this.deps.ids.newId(), name: teamName })).id;
-    const result = await insertJob(this.deps.db, {
+    const teamId = !principal.admin && principal.teamId !== null ? principal.teamId : await this.teamId(teamName);
+    const outcome = await this.inserts.submit({
       id: this.deps.ids.newId(),
       teamId,
       name,
@@ -119,6 +143,8 @@ export class JobsApi {
       idempotencyKey: key,
       actor: actorOf(principal),
     });
+    if (!outcome.ok) throw outcome.error;
+    const result = { job: outcome.job, deduplicated: outcome.deduplicated };
     if (!result.deduplicated) {
       this.deps.logger.info({ jobId: result.job.id, team: teamName, type: spec.job.type }, "job submitted");
     }

@@ -19,3 +19,4 @@ export {
 } from "./jobs.js";
 export { type JobEventsQuery, getJobEvents } from "./job-events.js";
 export { type NewArtifact, insertArtifact, listArtifacts } from "./artifacts.js";
+export { type InsertJobOutcome, MAX_INSERT_BATCH, insertJobs } from "./job-batch-insert.js";

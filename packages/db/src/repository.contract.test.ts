@@ -5,6 +5,7 @@ import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { insertArtifact, listArtifacts } from "./artifacts.js";
 import { findPgError, toDbAppError } from "./db-errors.js";
+import { insertJobs } from "./job-batch-insert.js";
 import { getJobEvents } from "./job-events.js";
 import { cancelJob, countJobsByStatus, getJob, insertJob, listJobs, transitionJob } from "./jobs.js";
 import { type Database, type Db, openDatabase, runMigrations } from "./open.js";
@@ -164,6 +165,57 @@ describe.each(drivers)("repository contract on $name", (driver) => {
       await insertJob(db, input);
       expect((await rejection(insertJob(db, { ...input }))).code).toBe("ALREADY_EXISTS");
       expect((await rejection(insertJob(db, newJobInput(randomUUID())))).reason).toBe("foreign_key_violation");
+    });
+  });
+
+  describe("batched submit (group commit)", () => {
+    it("inserts many jobs and their creating events in one call, matching single inserts field for field", async () => {
+      const t = await team("batch");
+      const deadline = new Date("2026-12-01T18:00:00Z");
+      const inputs = Array.from({ length: 20 }, (_, i) =>
+        newJobInput(t.id, { name: `b-${i}`, budgetUsd: i % 2 ? "12.50" : null, deadline: i % 3 ? deadline : null, project: i % 2 ? "p" : null }),
+      );
+      const out = await insertJobs(db, inputs);
+      expect(out).toHaveLength(20);
+      for (const [i, o] of out.entries()) {
+        expect(o.ok).toBe(true);
+        if (!o.ok) continue;
+        expect(o.deduplicated).toBe(false);
+        expect(o.job.id).toBe(inputs[i]!.id);
+        // The batch path maps rows by hand; it must equal what getJob reads.
+        expect(o.job).toEqual(await getJob(db, o.job.id, { teamId: null }));
+        expect(await getJobEvents(db, o.job.id)).toEqual([
+          expect.objectContaining({ seq: 1, fromStatus: null, toStatus: "pending", reason: "submitted", actor: "test" }),
+        ]);
+      }
+      expect(out[1]!.ok && out[1]!.job.budgetUsd).toBe("12.50");
+      expect(out[1]!.ok && out[1]!.job.deadline?.toISOString()).toBe(deadline.toISOString());
+    });
+
+    it("deduplicates idempotency keys used before and twice within the same batch", async () => {
+      const t = await team("batch-idem");
+      const { job: earlier } = await insertJob(db, newJobInput(t.id, { idempotencyKey: "k-old" }));
+      const inputs = [
+        newJobInput(t.id, { idempotencyKey: "k-old" }),
+        newJobInput(t.id, { idempotencyKey: "k-new" }),
+        newJobInput(t.id, { idempotencyKey: "k-new" }),
+        newJobInput(t.id),
+      ];
+      const out = await insertJobs(db, inputs);
+      expect(out.map((o) => o.ok && o.deduplicated)).toEqual([true, false, true, false]);
+      expect(out[0]!.ok && out[0]!.job.id).toBe(earlier.id);
+      expect(out[2]!.ok && out[2]!.job.id).toBe(inputs[1]!.id);
+      const all = await listJobs(db, { teamId: t.id, limit: 100 });
+      expect(all.items).toHaveLength(3);
+    });
+
+    it("fails only the bad row of a batch", async () => {
+      const t = await team("batch-bad");
+      const inputs = [newJobInput(t.id), newJobInput(t.id, { priority: 5000 }), newJobInput(t.id)];
+      const out = await insertJobs(db, inputs);
+      expect(out.map((o) => o.ok)).toEqual([true, false, true]);
+      expect(!out[1]!.ok && out[1]!.error.code).toBe("INVALID_ARGUMENT");
+      expect((await listJobs(db, { teamId: t.id, limit: 10 })).items).toHaveLength(2);
     });
   });
 

@@ -4,3 +4,4 @@ export * from "./shutdown-manager.js";
 export * from "./backoff.js";
 export * from "./system-clock.js";
 export * from "./uuid-v7.js";
+export * from "./batcher.js";
