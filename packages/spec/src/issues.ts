@@ -10,15 +10,16 @@ const IDENT = /^[A-Za-z_][A-Za-z0-9_-]*$/;
 /** `["entrypoint", "args", 2]` → `entrypoint.args[2]`; odd keys are quoted: `env["a.b"]`. */
 export function formatPath(path: readonly PropertyKey[]): string {
   let out = "";
-  for (const seg of path) {
-    if (typeof seg === "number") out += `[${seg}]`;
-    else {
-      const s = String(seg);
-      if (IDENT.test(s)) out += out.length === 0 ? s : `.${s}`;
-      else out += `[${JSON.stringify(s.length > 64 ? `${s.slice(0, 64)}…` : s)}]`;
-    }
-  }
+  for (const seg of path) out = appendPath(out, seg);
   return out;
+}
+
+/** The formatted path `parent` (see formatPath) extended by one segment. */
+export function appendPath(parent: string, seg: PropertyKey): string {
+  if (typeof seg === "number") return `${parent}[${seg}]`;
+  const s = String(seg);
+  if (IDENT.test(s)) return parent.length === 0 ? s : `${parent}.${s}`;
+  return `${parent}[${JSON.stringify(s.length > 64 ? `${s.slice(0, 64)}…` : s)}]`;
 }
 
 /** Positioned issues first, in source order; then the rest in path order. */

@@ -20,7 +20,7 @@ import {
   REPLICATION_POLICIES,
   type HpoParameter,
 } from "./types.js";
-import { parseBudget, parseDeadline, parseDuration, parseSize, quote } from "./units.js";
+import { parseDeadline, parseDuration, parseSize, quote } from "./units.js";
 import { classifyUri } from "./uri.js";
 
 /** How a value reads in a message: `"eight"`, `8.5`, `a list`, `a mapping`. */
@@ -118,6 +118,8 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const MAX_ARGS = 1000;
 const MAX_ENV = 1000;
 const MAX_ARG_LENGTH = 32 * 1024;
+/** One argv word or env value; built once, not per item. */
+const argString = str(MAX_ARG_LENGTH);
 
 /** A URI or path; `allowGit` for code. Adds `kind` so consumers need not re-parse. */
 function uri(allowGit: boolean) {
@@ -199,7 +201,7 @@ const commandSchema = z.unknown().transform((v, ctx): { argv: string[]; shell: b
     if (v.length === 0) ctx.addIssue({ code: "custom", message: "expected a non-empty list of strings, got an empty list", input: v });
     if (v.length > MAX_ARGS) ctx.addIssue({ code: "custom", message: `expected at most ${MAX_ARGS} entries`, input: v });
     v.slice(0, MAX_ARGS).forEach((item, i) => {
-      const r = str(MAX_ARG_LENGTH).safeParse(item);
+      const r = argString.safeParse(item);
       if (!r.success) ctx.addIssue({ code: "custom", message: r.error.issues[0]?.message ?? "expected a string", input: item, path: [i] });
     });
     return { argv: v.filter((x): x is string => typeof x === "string"), shell: false };
@@ -230,7 +232,7 @@ const envSchema = z.unknown().transform((v, ctx): Record<string, string> => {
       });
       continue;
     }
-    const r = str(MAX_ARG_LENGTH).safeParse(val);
+    const r = argString.safeParse(val);
     if (!r.success) {
       ctx.addIssue({ code: "custom", message: r.error.issues[0]?.message ?? "expected a string", input: val, path: [k] });
       continue;
@@ -324,54 +326,54 @@ const region = () =>
     error: (iss) => `expected a region name like us-east-1 (letters, digits, '-', '_', '.'), got ${show(iss.input)}`,
   });
 
-/** Built per parse: the budget needs the YAML source text of a number to stay exact. */
-export function makeConstraintsSchema(budgetSource: string | undefined) {
-  const budget = z.unknown().transform((v, ctx) => {
-    if (typeof v !== "number" && typeof v !== "string") {
-      ctx.addIssue({ code: "custom", message: `expected an amount in USD like 500 or "$500", got ${show(v)}`, input: v });
-      return z.NEVER;
-    }
-    const r = parseBudget(v, typeof v === "number" ? budgetSource : undefined);
-    if (!r.ok) {
-      ctx.addIssue({ code: "custom", message: r.message, input: v });
-      return z.NEVER;
-    }
-    return r.value;
-  });
-  const deadline = z.unknown().transform((v, ctx) => {
-    if (typeof v !== "string") {
-      ctx.addIssue({
-        code: "custom",
-        message: `expected an ISO 8601 date-time with a zone, like 2026-12-01T18:00:00Z, got ${show(v)}`,
-        input: v,
-      });
-      return z.NEVER;
-    }
-    const r = parseDeadline(v);
-    if (!r.ok) {
-      ctx.addIssue({ code: "custom", message: r.message, input: v });
-      return z.NEVER;
-    }
-    return r.value;
-  });
-  const providers = oneOrMany(oneOf(PROVIDERS), `a list of providers (${PROVIDERS.join(", ")})`, 16);
-  const regions = oneOrMany(region(), "a list of region names", 256);
-  return section(
-    {
-      budget: budget.optional(),
-      deadline: deadline.optional(),
-      allow_spot: bool().default(false),
-      min_reliability: num(0, 1).default(0),
-      performance_weight: num(0, 1).default(0),
-      allowed_providers: providers.default([]),
-      excluded_providers: providers.default([]),
-      allowed_regions: regions.default([]),
-      excluded_regions: regions.default([]),
-      priority: int(0, 1000).default(500),
-    },
-    "a mapping of constraints (budget, deadline, allow_spot, …)",
-  );
-}
+/**
+ * Only the type of `budget`: its amount is checked by validate.ts with
+ * parseBudget, because a number's exact decimal is its YAML source text,
+ * which only the tree has. Keeping that out of the schema lets every schema
+ * be built once, at module load, instead of once per parse.
+ */
+const budgetType = z.unknown().transform((v, ctx): number | string => {
+  if (typeof v !== "number" && typeof v !== "string") {
+    ctx.addIssue({ code: "custom", message: `expected an amount in USD like 500 or "$500", got ${show(v)}`, input: v });
+    return z.NEVER;
+  }
+  return v;
+});
+
+const deadline = z.unknown().transform((v, ctx) => {
+  if (typeof v !== "string") {
+    ctx.addIssue({
+      code: "custom",
+      message: `expected an ISO 8601 date-time with a zone, like 2026-12-01T18:00:00Z, got ${show(v)}`,
+      input: v,
+    });
+    return z.NEVER;
+  }
+  const r = parseDeadline(v);
+  if (!r.ok) {
+    ctx.addIssue({ code: "custom", message: r.message, input: v });
+    return z.NEVER;
+  }
+  return r.value;
+});
+const providers = oneOrMany(oneOf(PROVIDERS), `a list of providers (${PROVIDERS.join(", ")})`, 16);
+const regions = oneOrMany(region(), "a list of region names", 256);
+
+export const ConstraintsSchema = section(
+  {
+    budget: budgetType.optional(),
+    deadline: deadline.optional(),
+    allow_spot: bool().default(false),
+    min_reliability: num(0, 1).default(0),
+    performance_weight: num(0, 1).default(0),
+    allowed_providers: providers.default([]),
+    excluded_providers: providers.default([]),
+    allowed_regions: regions.default([]),
+    excluded_regions: regions.default([]),
+    priority: int(0, 1000).default(500),
+  },
+  "a mapping of constraints (budget, deadline, allow_spot, …)",
+);
 
 export const ExecutionSchema = section(
   {

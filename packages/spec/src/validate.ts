@@ -10,18 +10,19 @@ import { formatPath, type PathSegment } from "./issues.js";
 import { MIG_MODELS_BY_GPU_TYPE, MIG_PROFILES, modelsWithProfile, type MigGpuModel } from "./mig-profiles.js";
 import {
   CheckpointSchema,
+  ConstraintsSchema,
   DataSchema,
   EntrypointSchema,
   ExecutionSchema,
   HpoSchema,
   JobSchema,
-  makeConstraintsSchema,
   ResourcesSchema,
   RetrySchema,
   show,
   VersionSchema,
 } from "./schema.js";
 import { SYNCHRONOUS_FRAMEWORKS, type ExecutionMode, type JobSpec, type SpecIssue, type UriKind } from "./types.js";
+import { parseBudget } from "./units.js";
 import { isScript } from "./uri.js";
 import type { YamlTree } from "./yaml-tree.js";
 
@@ -45,7 +46,7 @@ const SECTION_KEYS: Readonly<Record<string, readonly string[]>> = {
   entrypoint: Object.keys(EntrypointSchema.shape),
   resources: Object.keys(ResourcesSchema.shape),
   data: Object.keys(DataSchema.shape),
-  constraints: Object.keys(makeConstraintsSchema(undefined).shape),
+  constraints: Object.keys(ConstraintsSchema.shape),
   execution: Object.keys(ExecutionSchema.shape),
   hpo: Object.keys(HpoSchema.shape),
   checkpoint: Object.keys(CheckpointSchema.shape),
@@ -172,8 +173,23 @@ export function validateTree(tree: YamlTree): { spec: JobSpec | null; issues: Sp
   const entry = parse("entrypoint", EntrypointSchema, "a mapping with command (and/or uri)");
   const res = parse("resources", ResourcesSchema, "a mapping with at least gpus");
   const data = parse("data", DataSchema, null);
-  const budgetSource = tree.nodes.get("constraints.budget")?.numberSource;
-  const cons = parse("constraints", makeConstraintsSchema(budgetSource), null);
+  // The budget's amount is checked here rather than in the schema: a number's
+  // exact decimal is its YAML source text, which only the tree has. Its issue
+  // goes in first, where the schema's own budget issue would be.
+  const rawBudget = isMapping(root.constraints) ? root.constraints.budget : undefined;
+  let budgetUsd: string | undefined;
+  let budgetOk = true;
+  if (typeof rawBudget === "number" || typeof rawBudget === "string") {
+    const source = typeof rawBudget === "number" ? tree.nodes.get("constraints.budget")?.numberSource : undefined;
+    const r = parseBudget(rawBudget, source);
+    if (r.ok) budgetUsd = r.value;
+    else {
+      budgetOk = false;
+      sink.add(["constraints", "budget"], r.message);
+    }
+  }
+  const parsedCons = parse("constraints", ConstraintsSchema, null);
+  const cons = budgetOk ? parsedCons : undefined;
   const exec = parse("execution", ExecutionSchema, null);
   const ckpt = parse("checkpoint", CheckpointSchema, null);
   const retry = parse("retry", RetrySchema, null);
@@ -370,7 +386,7 @@ export function validateTree(tree: YamlTree): { spec: JobSpec | null; issues: Sp
       replication_policy: data.replication_policy,
     }),
     constraints: dropUndefined({
-      budget_usd: cons.budget,
+      budget_usd: budgetUsd,
       deadline: cons.deadline,
       allow_spot: cons.allow_spot,
       min_reliability: cons.min_reliability,
