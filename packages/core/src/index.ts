@@ -4,3 +4,4 @@ export * from "./state-machine.js";
 export * from "./models.js";
 export * from "./micros.js";
 export * from "./submission.js";
+export * from "./scheduler/index.js";

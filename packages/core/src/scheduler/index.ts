@@ -1,0 +1,2 @@
+export * from "./types.js";
+export { placeJobs, compareJobsForPlacement, gangShapes } from "./placement.js";
