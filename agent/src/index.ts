@@ -1,1 +1,11 @@
-export {};
+export * from "./gpu/inventory.js";
+export * from "./gpu/nvidia-smi-values.js";
+export * from "./gpu/nvidia-smi-xml.js";
+export * from "./gpu/nvidia-smi-list.js";
+export * from "./gpu/nvidia-smi-csv.js";
+export * from "./gpu/nvidia-smi-runner.js";
+export * from "./gpu/discovery.js";
+export * from "./host-info.js";
+export * from "./node-inventory.js";
+export * from "./agent-config.js";
+export { runAgentCli, USAGE, type AgentCliIo } from "./agent-cli.js";
