@@ -8,7 +8,7 @@
  * the benchmark pages through ListJobs and fails unless exactly N jobs exist
  * (h2load counts HTTP 200, and a gRPC error would also be HTTP 200).
  *
- * Usage: node bench/dist/submit-h2load.bench.js [--jobs N] [--clients C]
+ * Usage: node bench/dist/submit-h2load.bench.js [--jobs N] [--clients C] [--backend postgresql|both]
  */
 import { execFile } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -25,7 +25,19 @@ import { figure, percentile } from "./latency.js";
 const run = promisify(execFile);
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { jobs: { type: "string", default: "10000" }, clients: { type: "string", default: "16" } } });
+  // Shares its command line with submit-throughput when run as `bench submit`, so it knows --backend too.
+  const { values } = parseArgs({
+    options: {
+      jobs: { type: "string", default: "10000" },
+      clients: { type: "string", default: "16" },
+      warmup: { type: "string" },
+      backend: { type: "string", default: "both" },
+    },
+  });
+  if (values.backend === "pglite") {
+    process.stderr.write("submit-h2load: PostgreSQL only (PGlite is single-process and embedded); skipped for --backend pglite\n");
+    return;
+  }
   const jobs = Number(values.jobs);
   const clients = Number(values.clients);
   try {
