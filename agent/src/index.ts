@@ -9,3 +9,4 @@ export * from "./host-info.js";
 export * from "./node-inventory.js";
 export * from "./agent-config.js";
 export { runAgentCli, USAGE, type AgentCliIo } from "./agent-cli.js";
+export * from "./launcher/index.js";
