@@ -152,6 +152,8 @@ describe("startTask", () => {
     const script = ["trap '' TERM", "sleep 1000 &", "sh -c 'trap \"\" TERM; sleep 1000; :' &", "echo ready", "wait"].join("\n");
     const handle = await startTask(commandLaunch(script), opts);
     await waitForLine("ready");
+    // "ready" can print before the inner shell has forked its sleep: wait (bounded) for all four.
+    for (let i = 0; i < 200 && groupPids(handle.pgid).length < 4; i++) await new Promise((r) => setTimeout(r, 25));
     expect(groupPids(handle.pgid).length).toBeGreaterThanOrEqual(4);
 
     const started = performance.now();
