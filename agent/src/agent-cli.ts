@@ -2,6 +2,7 @@ import { parseArgs } from "node:util";
 import { isAppError, toAppError } from "@gpuorch/core";
 import { createLogger, loadConfig, type Logger } from "@gpuorch/runtime";
 import { agentConfigSchema } from "./agent-config.js";
+import { RUN_USAGE, runDaemon } from "./agent-run.js";
 import { collectHostInfo, type HostInfo } from "./host-info.js";
 import { collectNodeInventory, formatNodeInventory } from "./node-inventory.js";
 
@@ -9,6 +10,7 @@ export const USAGE = `usage: gpuorch-agent <command> [options]
 
 commands:
   inventory   print what this node would register (GPUs, MIG devices, CPU, memory, disk, OS)
+  run         the daemon: register with the controller and keep the heartbeat stream
 
 inventory options:
   --nvidia-smi PATH       nvidia-smi to run (env GPUORCH_NVIDIA_SMI_PATH; default: nvidia-smi on PATH)
@@ -18,6 +20,7 @@ inventory options:
   --config FILE           YAML/JSON config file
   --json                  print JSON instead of a table
 
+${RUN_USAGE}
 exit status: 0 printed (a degraded node is still printed, with its reason), 1 error, 2 usage error
 `;
 
@@ -42,6 +45,8 @@ export async function runAgentCli(argv: readonly string[], io: AgentCliIo): Prom
   switch (command) {
     case "inventory":
       return inventory(rest, io);
+    case "run":
+      return runDaemon(rest, { stderr: io.stderr, env: io.env, ...(io.collectHost ? { collectHost: io.collectHost } : {}), ...(io.logger ? { logger: io.logger } : {}) });
     default:
       io.stderr(`gpuorch-agent: unknown command "${command}"\n\n${USAGE}`);
       return 2;

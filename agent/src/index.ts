@@ -10,3 +10,8 @@ export * from "./node-inventory.js";
 export * from "./agent-config.js";
 export { runAgentCli, USAGE, type AgentCliIo } from "./agent-cli.js";
 export * from "./launcher/index.js";
+export * from "./link/agent-link.js";
+export * from "./link/node-id-store.js";
+export * from "./link/registration.js";
+export * from "./link/gpu-sampler.js";
+export { runDaemon, RUN_USAGE, type RunIo } from "./agent-run.js";

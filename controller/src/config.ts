@@ -25,6 +25,16 @@ export const controllerConfigSchema = z.object({
   shutdownGraceMs: z.coerce.number().int().min(0).default(10_000),
   /** Whether /metrics needs a bearer token (Prometheus scrapers usually have none). */
   metricsAuth: z.coerce.boolean().default(false),
+  /** Heartbeat period the controller tells agents at registration. */
+  heartbeatIntervalSeconds: z.coerce.number().int().min(1).max(3600).default(5),
+  /** How often buffered heartbeats are written to the database (one batched statement). */
+  heartbeatFlushMs: z.coerce.number().int().min(10).default(5_000),
+  /** A ready node silent this long becomes unreachable; default 3 heartbeat intervals. */
+  nodeUnreachableMs: z.coerce.number().int().min(1).optional(),
+  /** A node silent this long becomes lost. */
+  nodeLostMs: z.coerce.number().int().min(1).default(60_000),
+  /** How often the node health loop sweeps. */
+  nodeHealthIntervalMs: z.coerce.number().int().min(10).default(1_000),
   /** Where `serve` writes the bound ports (tests and scripts read it). */
   readyFile: z.string().optional(),
 });

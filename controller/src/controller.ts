@@ -3,14 +3,17 @@ import { dirname } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import { type Clock, type IdSource, DEFAULT_TEAM } from "@gpuorch/core";
-import { type Database, countJobsByStatus, ensureTeam, findPrincipalByTokenHash, openDatabase } from "@gpuorch/db";
-import { JobServiceService } from "@gpuorch/proto";
+import { type Database, countJobsByStatus, countNodesByState, ensureTeam, findPrincipalByTokenHash, openDatabase } from "@gpuorch/db";
+import { AgentServiceService, JobServiceService, NodeServiceService } from "@gpuorch/proto";
 import { createGrpcServer, listen, stopServer } from "@gpuorch/rpc";
 import type { Logger } from "@gpuorch/runtime";
 import { stringify as toYaml } from "yaml";
 import type { ControllerConfig } from "./config.js";
 import { acquireDataDirLock } from "./data-dir-lock.js";
+import { createAgentServiceImpl, createNodeServiceImpl } from "./agent-service.js";
 import { createJobServiceImpl } from "./grpc-service.js";
+import { HeartbeatIngest } from "./heartbeat-ingest.js";
+import { NodeHealthLoop } from "./node-health.js";
 import { createHttpAdmin } from "./http-admin.js";
 import { JobNotifier } from "./job-notifier.js";
 import { JobsApi } from "./jobs-api.js";
@@ -83,7 +86,29 @@ export async function startController(
         maxInFlight: database.kind === "pglite" ? 1 : Math.min(config.submitBatchInFlight, config.dbPoolMax),
       },
     });
-    const metrics = createControllerMetrics(() => countJobsByStatus(db));
+    const metrics = createControllerMetrics(
+      () => countJobsByStatus(db),
+      () => countNodesByState(db),
+    );
+
+    // Heartbeat ingest: started before gRPC so no stream ever records into a stopped buffer;
+    // stopped after gRPC, so its last flush writes what the last streams sent.
+    const ingest = new HeartbeatIngest({
+      db,
+      clock: deps.clock,
+      logger: logger.child({ component: "heartbeats" }),
+      flushIntervalMs: config.heartbeatFlushMs,
+      onFlush: (_nodes, seconds) => metrics.heartbeatFlushes.observe(seconds),
+      onRevived: (changes) => {
+        for (const c of changes) {
+          metrics.nodeStateChanges.inc({ to: c.to });
+          logger.info({ nodeId: c.nodeId, hostname: c.hostname, from: c.from, to: c.to }, "node ready again");
+        }
+      },
+    });
+    ingest.start();
+    steps.push({ name: "heartbeat-ingest", stop: () => ingest.stop() });
+    const grpcLifetime = new AbortController();
 
     let adminToken: string | null = null;
     if (config.embedded) {
@@ -98,7 +123,26 @@ export async function startController(
       JobServiceService,
       createJobServiceImpl({ api, authenticate, logger: logger.child({ component: "grpc" }), onCall: metrics.observeGrpc }) as unknown as grpc.UntypedServiceImplementation,
     );
-    const health = new HealthImplementation({ "": "SERVING", "gpuorch.v1.JobService": "SERVING" });
+    grpcServer.addService(
+      AgentServiceService,
+      createAgentServiceImpl({
+        db,
+        ids: deps.ids,
+        clock: deps.clock,
+        authenticate,
+        logger: logger.child({ component: "agents" }),
+        ingest,
+        heartbeatIntervalSeconds: config.heartbeatIntervalSeconds,
+        onCall: metrics.observeGrpc,
+        onHeartbeat: () => metrics.heartbeatsReceived.inc(),
+        signal: grpcLifetime.signal,
+      }) as unknown as grpc.UntypedServiceImplementation,
+    );
+    grpcServer.addService(
+      NodeServiceService,
+      createNodeServiceImpl({ db, authenticate, logger: logger.child({ component: "grpc" }), onCall: metrics.observeGrpc }) as unknown as grpc.UntypedServiceImplementation,
+    );
+    const health = new HealthImplementation({ "": "SERVING", "gpuorch.v1.JobService": "SERVING", "gpuorch.v1.AgentService": "SERVING" });
     health.addToServer(grpcServer);
     const grpcPort = await listen(grpcServer, config.grpcHost, config.grpcPort);
     steps.push({
@@ -106,12 +150,31 @@ export async function startController(
       stop: async () => {
         health.setStatus("", "NOT_SERVING");
         health.setStatus("gpuorch.v1.JobService", "NOT_SERVING");
+        health.setStatus("gpuorch.v1.AgentService", "NOT_SERVING");
+        // Agent streams never end on their own: end them (UNAVAILABLE shutting_down) so agents reconnect elsewhere or later.
+        grpcLifetime.abort(new DOMException("controller shutting down", "AbortError"));
         await stopServer(grpcServer, config.shutdownGraceMs);
       },
     });
     logger.info({ port: grpcPort, host: config.grpcHost }, "gRPC listening");
 
-    // 3. HTTP admin.
+    // 3. Node health loop (singleton behind an advisory lock).
+    const healthLoop = new NodeHealthLoop({
+      db,
+      clock: deps.clock,
+      logger: logger.child({ component: "node-health" }),
+      intervalMs: config.nodeHealthIntervalMs,
+      unreachableAfterMs: config.nodeUnreachableMs ?? config.heartbeatIntervalSeconds * 3_000,
+      lostAfterMs: config.nodeLostMs,
+      beforeSweep: () => ingest.flush(),
+      onChanges: (changes) => {
+        for (const c of changes) metrics.nodeStateChanges.inc({ to: c.to });
+      },
+    });
+    healthLoop.start();
+    steps.push({ name: "node-health", stop: () => healthLoop.stop() });
+
+    // 4. HTTP admin.
     const http = createHttpAdmin({
       api,
       authenticate,

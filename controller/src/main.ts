@@ -13,6 +13,8 @@ const USAGE = `gpuorch-controller — the gpuorch control plane
 Usage:
   gpuorch-controller serve [--embedded] [--grpc-port N] [--http-port N] [--data-dir DIR]
                            [--database-url URL] [--config FILE] [--log-level LEVEL]
+                           [--heartbeat-interval-seconds N] [--heartbeat-flush-ms MS]
+                           [--node-unreachable-ms MS] [--node-lost-ms MS] [--node-health-interval-ms MS]
   gpuorch-controller token create --team NAME [--admin] [--kind user|agent] [--name NAME] [--json]
   gpuorch-controller token create --admin [--json]
   gpuorch-controller migrate [--data-dir DIR | --database-url URL]
@@ -32,6 +34,11 @@ const FLAG_OPTIONS = {
   "log-level": { type: "string" },
   "ready-file": { type: "string" },
   "cli-config": { type: "string" },
+  "heartbeat-interval-seconds": { type: "string" },
+  "heartbeat-flush-ms": { type: "string" },
+  "node-unreachable-ms": { type: "string" },
+  "node-lost-ms": { type: "string" },
+  "node-health-interval-ms": { type: "string" },
   config: { type: "string" },
   team: { type: "string" },
   admin: { type: "boolean" },
@@ -57,6 +64,11 @@ async function main(argv: string[]): Promise<number> {
     "log-level": "logLevel",
     "ready-file": "readyFile",
     "cli-config": "cliConfigPath",
+    "heartbeat-interval-seconds": "heartbeatIntervalSeconds",
+    "heartbeat-flush-ms": "heartbeatFlushMs",
+    "node-unreachable-ms": "nodeUnreachableMs",
+    "node-lost-ms": "nodeLostMs",
+    "node-health-interval-ms": "nodeHealthIntervalMs",
   };
   for (const [flag, key] of Object.entries(map)) {
     const v = (values as Record<string, unknown>)[flag];

@@ -1,4 +1,4 @@
-import { JOB_STATUSES, type JobStatus } from "@gpuorch/core";
+import { JOB_STATUSES, type JobStatus, NODE_STATES, type NodeState } from "@gpuorch/core";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 /** One registry per process; everything the controller exports lives here. */
@@ -8,10 +8,16 @@ export interface ControllerMetrics {
   grpcDuration: Histogram<"method">;
   httpRequests: Counter<"route" | "method" | "status">;
   httpDuration: Histogram<"route">;
+  heartbeatsReceived: Counter;
+  heartbeatFlushes: Histogram;
+  nodeStateChanges: Counter<"to">;
   observeGrpc(method: string, code: string, seconds: number): void;
 }
 
-export function createControllerMetrics(countJobs: () => Promise<Record<JobStatus, number>>): ControllerMetrics {
+export function createControllerMetrics(
+  countJobs: () => Promise<Record<JobStatus, number>>,
+  countNodes: () => Promise<Record<NodeState, number>> = async () => Object.fromEntries(NODE_STATES.map((s) => [s, 0])) as Record<NodeState, number>,
+): ControllerMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "gpuorch_controller_" });
   // prom-client names three gauges *_total, which Prometheus reserves for counters
@@ -57,8 +63,38 @@ export function createControllerMetrics(countJobs: () => Promise<Record<JobStatu
       for (const s of JOB_STATUSES) this.set({ status: s }, counts[s]);
     },
   });
+  new Gauge({
+    name: "gpuorch_nodes",
+    help: "Registered nodes by state",
+    labelNames: ["state"] as const,
+    registers: [registry],
+    async collect() {
+      const counts = await countNodes();
+      for (const s of NODE_STATES) this.set({ state: s }, counts[s]);
+    },
+  });
+  const heartbeatsReceived = new Counter({
+    name: "gpuorch_heartbeats_received_total",
+    help: "Agent heartbeats received (acked and buffered for the next batched write)",
+    registers: [registry],
+  });
+  const heartbeatFlushes = new Histogram({
+    name: "gpuorch_heartbeat_flush_duration_seconds",
+    help: "Duration of one batched heartbeat write",
+    buckets,
+    registers: [registry],
+  });
+  const nodeStateChanges = new Counter({
+    name: "gpuorch_node_state_changes_total",
+    help: "Node state changes by the health loop and by returning heartbeats, by new state",
+    labelNames: ["to"] as const,
+    registers: [registry],
+  });
   return {
     registry,
+    heartbeatsReceived,
+    heartbeatFlushes,
+    nodeStateChanges,
     grpcRequests,
     grpcDuration,
     httpRequests,

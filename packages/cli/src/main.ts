@@ -1,9 +1,13 @@
 #!/usr/bin/env node
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { AppError, ARTIFACT_TYPES, type ArtifactType, type JobEvent, isAppError, isJobStatus, isTerminal, type JobStatus } from "@gpuorch/core";
+import { AppError, ARTIFACT_TYPES, type ArtifactType, type JobEvent, type NodeInfo, type NodeState, NODE_STATES, isAppError, isNodeState, isJobStatus, isTerminal, type JobStatus } from "@gpuorch/core";
 import {
   JobClient,
+  NodeClient,
+  nodeFromProto,
+  nodeStateToProto,
+  nodeToJson,
   artifactFromProto,
   artifactToJson,
   artifactTypeToProto,
@@ -29,6 +33,7 @@ Usage:
   gpuorch events JOB
   gpuorch watch JOB
   gpuorch artifacts JOB [--type checkpoint|log|model|metrics]
+  gpuorch nodes [--state S[,S]]   (ready, unreachable, lost, draining)
 
 Every command takes --json (machine-readable output; watch prints one JSON object per line),
 --controller HOST:PORT and --token TOKEN (or GPUORCH_CONTROLLER / GPUORCH_TOKEN, or
@@ -45,6 +50,7 @@ const OPTIONS = {
   watch: { type: "boolean", short: "w" },
   spec: { type: "boolean" },
   status: { type: "string", multiple: true },
+  state: { type: "string", multiple: true },
   team: { type: "string" },
   project: { type: "string" },
   limit: { type: "string" },
@@ -99,6 +105,21 @@ async function main(argv: string[]): Promise<number> {
       if (!out.json) out.text(`job ${res.id} (${res.name}) submitted; watching (Ctrl-C stops watching, not the job)`);
       return watch(client, res.id, out);
     });
+  }
+  if (cmd === "nodes") {
+    const cfg = resolveCliConfig({ controller: values.controller, token: values.token }, process.env);
+    if (!cfg.token) throw AppError.unauthenticated(`no token: pass --token, set GPUORCH_TOKEN, or put 'token:' in ${cfg.configPath}`);
+    const client = new NodeClient({ address: cfg.controller, token: cfg.token, timeoutMs: values.timeout ? intFlag(values.timeout, "timeout") : 15_000 });
+    try {
+      const states = (values.state ?? []).flatMap((x) => x.split(",")).filter(Boolean);
+      for (const x of states) if (!isNodeState(x)) throw AppError.invalid(`unknown node state '${x}'`, [{ field: "state", message: `expected one of ${NODE_STATES.join(", ")}` }]);
+      const nodes = (await client.listNodes({ states: (states as NodeState[]).map(nodeStateToProto) })).nodes.map(nodeFromProto);
+      if (out.json) out.data({ nodes: nodes.map(nodeToJson) });
+      else out.text(formatNodes(nodes, new Date()));
+      return 0;
+    } finally {
+      client.close();
+    }
   }
   return withClient(values, async (client) => {
     switch (cmd) {
@@ -219,6 +240,21 @@ function describeJob(j: WireJob, withSpec: boolean): string {
   ];
   if (withSpec) lines.push("", "Spec:", j.specYaml);
   return lines.join("\n");
+}
+
+function formatNodes(nodes: NodeInfo[], now: Date): string {
+  return formatTable(
+    ["NAME", "ID", "PROVIDER/REGION", "GPUS", "UTIL %", "STATE", "LAST HEARTBEAT"],
+    nodes.map((n) => {
+      const models = new Map<string, number>();
+      for (const g of n.gpus) models.set(g.name, (models.get(g.name) ?? 0) + 1);
+      const gpus = [...models].map(([name, count]) => `${name} × ${count}`).join(", ") || "-";
+      const utils = n.gpus.map((g) => g.sample?.utilizationGpuPercent).filter((u): u is number => typeof u === "number");
+      const util = utils.length > 0 ? String(Math.round(utils.reduce((a, b) => a + b, 0) / utils.length)) : "-";
+      const where = [n.labels.provider, n.labels.region].filter(Boolean).join("/") || "-";
+      return [n.hostname, n.id, where, gpus, util, n.state + (n.degradedReason ? ` (degraded: ${n.degradedReason})` : ""), ago(n.lastHeartbeatAt, now)];
+    }),
+  );
 }
 
 function eventRow(e: JobEvent): string[] {

@@ -5,3 +5,4 @@ export * from "./models.js";
 export * from "./micros.js";
 export * from "./submission.js";
 export * from "./scheduler/index.js";
+export * from "./nodes.js";

@@ -20,3 +20,16 @@ export {
 export { type JobEventsQuery, getJobEvents } from "./job-events.js";
 export { type NewArtifact, insertArtifact, listArtifacts } from "./artifacts.js";
 export { type InsertJobOutcome, MAX_INSERT_BATCH, insertJobs } from "./job-batch-insert.js";
+export {
+  type HeartbeatRecord,
+  type NodeStateChange,
+  type RecordHeartbeatsOutcome,
+  type RegisterNodeOutcome,
+  countNodesByState,
+  getNode,
+  listNodes,
+  markNodeStates,
+  recordHeartbeats,
+  upsertNodeRegistration,
+  withSingletonLock,
+} from "./nodes.js";

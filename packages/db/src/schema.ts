@@ -14,6 +14,8 @@ import {
   JOB_STATUSES,
   JOB_TYPES,
   type JobTarget,
+  type MigDeviceSpec,
+  NODE_STATES,
   PROVIDERS,
   TOKEN_KINDS,
 } from "@gpuorch/core";
@@ -29,6 +31,8 @@ import {
   jsonb,
   numeric,
   pgEnum,
+  primaryKey,
+  real,
   pgTable,
   text,
   timestamp,
@@ -44,6 +48,7 @@ export const executionModeEnum = pgEnum("execution_mode", EXECUTION_MODES);
 export const artifactTypeEnum = pgEnum("artifact_type", ARTIFACT_TYPES);
 export const providerEnum = pgEnum("provider", PROVIDERS);
 export const tokenKindEnum = pgEnum("token_kind", TOKEN_KINDS);
+export const nodeStateEnum = pgEnum("node_state", NODE_STATES);
 
 const createdAt = () => timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow();
 const tstz = (name: string) => timestamp(name, { withTimezone: true, mode: "date" });
@@ -230,4 +235,61 @@ export const gpuPricing = pgTable(
     check("gpu_pricing_on_demand_nonnegative", sql`${t.onDemandUsdPerHour} >= 0`),
     check("gpu_pricing_spot_nonnegative", sql`${t.spotUsdPerHour} >= 0`),
   ],
+);
+
+/**
+ * Registered GPU nodes. Labels are plain text ('' when unknown) so the
+ * identity key (hostname, provider, region, zone) is total: an agent
+ * registering again without its persisted id finds its row.
+ */
+export const nodes = pgTable(
+  "nodes",
+  {
+    id: uuid("id").primaryKey(),
+    hostname: text("hostname").notNull(),
+    provider: text("provider").notNull().default(""),
+    region: text("region").notNull().default(""),
+    zone: text("zone").notNull().default(""),
+    network: text("network").notNull().default(""),
+    instanceType: text("instance_type").notNull().default(""),
+    spot: boolean("spot").notNull().default(false),
+    privateIp: text("private_ip").notNull().default(""),
+    state: nodeStateEnum("state").notNull().default("ready"),
+    degradedReason: text("degraded_reason"),
+    cpuCores: integer("cpu_cores").notNull().default(0),
+    memoryMib: bigint("memory_mib", { mode: "number" }).notNull().default(0),
+    agentVersion: text("agent_version").notNull().default(""),
+    driverVersion: text("driver_version").notNull().default(""),
+    cudaVersion: text("cuda_version").notNull().default(""),
+    labels: jsonb("labels").$type<Record<string, string>>().notNull().default({}),
+    registeredAt: tstz("registered_at").notNull().defaultNow(),
+    lastHeartbeatAt: tstz("last_heartbeat_at"),
+  },
+  (t) => [
+    uniqueIndex("nodes_identity_unique").on(t.hostname, t.provider, t.region, t.zone),
+    index("nodes_state_heartbeat_idx").on(t.state, t.lastHeartbeatAt),
+  ],
+);
+
+/** A node's GPUs, replaced on every registration; heartbeats update the reading columns. */
+export const nodeGpus = pgTable(
+  "node_gpus",
+  {
+    nodeId: uuid("node_id")
+      .notNull()
+      .references(() => nodes.id, { onDelete: "cascade" }),
+    index: integer("index").notNull(),
+    uuid: text("uuid").notNull().default(""),
+    name: text("name").notNull(),
+    memoryTotalMib: bigint("memory_total_mib", { mode: "number" }).notNull().default(0),
+    migEnabled: boolean("mig_enabled").notNull().default(false),
+    migDevices: jsonb("mig_devices").$type<MigDeviceSpec[]>().notNull().default([]),
+    utilizationGpuPercent: real("utilization_gpu_percent"),
+    utilizationMemoryPercent: real("utilization_memory_percent"),
+    memoryUsedMib: bigint("memory_used_mib", { mode: "number" }),
+    temperatureC: real("temperature_c"),
+    powerDrawW: real("power_draw_w"),
+    updatedAt: tstz("updated_at"),
+  },
+  (t) => [primaryKey({ name: "node_gpus_pkey", columns: [t.nodeId, t.index] })],
 );

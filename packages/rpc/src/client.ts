@@ -1,6 +1,7 @@
 import { AppError } from "@gpuorch/core";
 import {
   type ChannelCredentials,
+  type Client,
   type ChannelOptions,
   type ClientReadableStream,
   credentials,
@@ -42,7 +43,7 @@ export interface JobCallOptions {
 /** Accepts any subset of a message's fields; the rest take proto defaults. */
 type Input<M extends { fromPartial(o: never): unknown }> = Parameters<M["fromPartial"]>[0];
 
-interface UnaryDef<Req, Res> {
+export interface UnaryDef<Req, Res> {
   path: string;
   requestSerialize: (v: Req) => Buffer;
   responseDeserialize: (b: Buffer) => Res;
@@ -170,29 +171,61 @@ export class JobClient {
   }
 
   private unary<Req, Res>(def: UnaryDef<Req, Res>, req: Req, opts: JobCallOptions = {}): Promise<Res> {
-    const { signal } = opts;
-    if (signal?.aborted) return Promise.reject(abortReason(signal));
-    return new Promise<Res>((resolve, reject) => {
-      const deadline = new Date(Date.now() + (opts.timeoutMs ?? this.timeoutMs));
-      const onAbort = (): void => call.cancel();
-      const call = this.raw.makeUnaryRequest(
-        def.path,
-        def.requestSerialize,
-        def.responseDeserialize,
-        req,
-        this.metadata.clone(),
-        { deadline },
-        (err: ServiceError | null, res?: Res) => {
-          signal?.removeEventListener("abort", onAbort);
-          if (signal?.aborted) reject(abortReason(signal));
-          else if (err) reject(fromServiceError(err, { address: this.address }));
-          else if (res === undefined) reject(AppError.internal(`empty response from ${def.path}`));
-          else resolve(res);
-        },
-      );
-      signal?.addEventListener("abort", onAbort, { once: true });
-    });
+    return callUnary(this.raw, def, req, { metadata: this.metadata, timeoutMs: opts.timeoutMs ?? this.timeoutMs, address: this.address, signal: opts.signal });
   }
+}
+
+/**
+ * One unary call on any grpc-js client: bearer metadata, a deadline,
+ * cancellation by `signal`, failures as AppErrors. Shared by the clients of
+ * every service.
+ */
+export function callUnary<Req, Res>(
+  raw: Client,
+  def: UnaryDef<Req, Res>,
+  req: Req,
+  opts: { metadata: Metadata; timeoutMs: number; address: string; signal?: AbortSignal | undefined },
+): Promise<Res> {
+  const { signal } = opts;
+  if (signal?.aborted) return Promise.reject(abortReason(signal));
+  return new Promise<Res>((resolve, reject) => {
+    const deadline = new Date(Date.now() + opts.timeoutMs);
+    const onAbort = (): void => call.cancel();
+    const call = raw.makeUnaryRequest(
+      def.path,
+      def.requestSerialize,
+      def.responseDeserialize,
+      req,
+      opts.metadata.clone(),
+      { deadline },
+      (err: ServiceError | null, res?: Res) => {
+        signal?.removeEventListener("abort", onAbort);
+        if (signal?.aborted) reject(abortReason(signal));
+        else if (err) reject(fromServiceError(err, { address: opts.address }));
+        else if (res === undefined) reject(AppError.internal(`empty response from ${def.path}`));
+        else resolve(res);
+      },
+    );
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/** Resolves once `raw`'s channel is connected; UNAVAILABLE "cannot reach the controller at …" after `timeoutMs`. */
+export function waitForChannel(raw: Client, address: string, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    raw.waitForReady(Date.now() + timeoutMs, (err) => {
+      if (!err) {
+        resolve();
+        return;
+      }
+      reject(
+        new AppError("UNAVAILABLE", `cannot reach the controller at ${address}: ${err.message}`, {
+          reason: "controller_unreachable",
+          cause: err,
+        }),
+      );
+    });
+  });
 }
 
 /** Sync factory: the channel connects lazily on the first call. */

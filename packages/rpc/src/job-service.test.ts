@@ -297,7 +297,7 @@ describe("JobService over real gRPC", () => {
       const stream = raw.connect(bearerMetadata("agent"));
       const acks: string[] = [];
       stream.on("data", (r: pb.ConnectResponse) => acks.push(r.heartbeatAck?.seq ?? "?"));
-      for (const seq of ["1", "2", "3"]) stream.write({ nodeId: "node-1", heartbeat: { sentAt: new Date(), seq } });
+      for (const seq of ["1", "2", "3"]) stream.write({ nodeId: "node-1", heartbeat: { sentAt: new Date(), seq, gpus: [] } });
       stream.end();
       await once(stream, "status");
       expect(acks).toEqual(["1", "2", "3"]);

@@ -59,6 +59,15 @@ export interface RegisterRequest {
   agentVersion: string;
   driverVersion: string;
   cudaVersion: string;
+  /**
+   * The id of an earlier registration, persisted by the agent in its work
+   * dir; empty on the first. Registration is idempotent per node: the same
+   * id (or, without one, the same hostname + provider/region/zone) gets the
+   * same node row back.
+   */
+  nodeId: string;
+  /** Non-empty when GPU discovery failed or timed out (the node still registers). */
+  degradedReason: string;
 }
 
 export interface RegisterResponse {
@@ -74,6 +83,17 @@ export interface ConnectRequest {
 export interface Heartbeat {
   sentAt: Date | undefined;
   seq: string;
+  /** The latest reading of every GPU (absent fields: not readable). */
+  gpus: GpuSample[];
+}
+
+export interface GpuSample {
+  index: number;
+  utilizationGpuPercent?: number | undefined;
+  utilizationMemoryPercent?: number | undefined;
+  memoryUsedMib?: string | undefined;
+  temperatureC?: number | undefined;
+  powerDrawW?: number | undefined;
 }
 
 export interface ConnectResponse {
@@ -593,6 +613,8 @@ function createBaseRegisterRequest(): RegisterRequest {
     agentVersion: "",
     driverVersion: "",
     cudaVersion: "",
+    nodeId: "",
+    degradedReason: "",
   };
 }
 
@@ -621,6 +643,12 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
     }
     if (message.cudaVersion !== "") {
       writer.uint32(66).string(message.cudaVersion);
+    }
+    if (message.nodeId !== "") {
+      writer.uint32(74).string(message.nodeId);
+    }
+    if (message.degradedReason !== "") {
+      writer.uint32(82).string(message.degradedReason);
     }
     return writer;
   },
@@ -702,6 +730,22 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
             message.cudaVersion = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.degradedReason = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -744,6 +788,16 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
         : isSet(object.cuda_version)
         ? globalThis.String(object.cuda_version)
         : "",
+      nodeId: isSet(object.nodeId)
+        ? globalThis.String(object.nodeId)
+        : isSet(object.node_id)
+        ? globalThis.String(object.node_id)
+        : "",
+      degradedReason: isSet(object.degradedReason)
+        ? globalThis.String(object.degradedReason)
+        : isSet(object.degraded_reason)
+        ? globalThis.String(object.degraded_reason)
+        : "",
     };
   },
 
@@ -773,6 +827,12 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
     if (message.cudaVersion !== "") {
       obj.cudaVersion = message.cudaVersion;
     }
+    if (message.nodeId !== "") {
+      obj.nodeId = message.nodeId;
+    }
+    if (message.degradedReason !== "") {
+      obj.degradedReason = message.degradedReason;
+    }
     return obj;
   },
 
@@ -791,6 +851,8 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
     message.agentVersion = object.agentVersion ?? "";
     message.driverVersion = object.driverVersion ?? "";
     message.cudaVersion = object.cudaVersion ?? "";
+    message.nodeId = object.nodeId ?? "";
+    message.degradedReason = object.degradedReason ?? "";
     return message;
   },
 };
@@ -980,7 +1042,7 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
 };
 
 function createBaseHeartbeat(): Heartbeat {
-  return { sentAt: undefined, seq: "0" };
+  return { sentAt: undefined, seq: "0", gpus: [] };
 }
 
 export const Heartbeat: MessageFns<Heartbeat> = {
@@ -990,6 +1052,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     }
     if (message.seq !== "0") {
       writer.uint32(16).int64(message.seq);
+    }
+    for (const v of message.gpus) {
+      GpuSample.encode(v!, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -1023,6 +1088,14 @@ export const Heartbeat: MessageFns<Heartbeat> = {
             message.seq = reader.int64().toString();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.gpus.push(GpuSample.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1043,6 +1116,7 @@ export const Heartbeat: MessageFns<Heartbeat> = {
         ? fromJsonTimestamp(object.sent_at)
         : undefined,
       seq: isSet(object.seq) ? globalThis.String(object.seq) : "0",
+      gpus: globalThis.Array.isArray(object?.gpus) ? object.gpus.map((e: any) => GpuSample.fromJSON(e)) : [],
     };
   },
 
@@ -1054,6 +1128,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     if (message.seq !== "0") {
       obj.seq = message.seq;
     }
+    if (message.gpus?.length) {
+      obj.gpus = message.gpus.map((e) => GpuSample.toJSON(e));
+    }
     return obj;
   },
 
@@ -1064,6 +1141,183 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     const message = createBaseHeartbeat();
     message.sentAt = object.sentAt ?? undefined;
     message.seq = object.seq ?? "0";
+    message.gpus = object.gpus?.map((e) => GpuSample.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseGpuSample(): GpuSample {
+  return {
+    index: 0,
+    utilizationGpuPercent: undefined,
+    utilizationMemoryPercent: undefined,
+    memoryUsedMib: undefined,
+    temperatureC: undefined,
+    powerDrawW: undefined,
+  };
+}
+
+export const GpuSample: MessageFns<GpuSample> = {
+  encode(message: GpuSample, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.index !== 0) {
+      writer.uint32(8).int32(message.index);
+    }
+    if (message.utilizationGpuPercent !== undefined) {
+      writer.uint32(17).double(message.utilizationGpuPercent);
+    }
+    if (message.utilizationMemoryPercent !== undefined) {
+      writer.uint32(25).double(message.utilizationMemoryPercent);
+    }
+    if (message.memoryUsedMib !== undefined) {
+      writer.uint32(32).int64(message.memoryUsedMib);
+    }
+    if (message.temperatureC !== undefined) {
+      writer.uint32(41).double(message.temperatureC);
+    }
+    if (message.powerDrawW !== undefined) {
+      writer.uint32(49).double(message.powerDrawW);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GpuSample {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGpuSample();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.index = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.utilizationGpuPercent = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.utilizationMemoryPercent = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.memoryUsedMib = reader.int64().toString();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.temperatureC = reader.double();
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.powerDrawW = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GpuSample {
+    return {
+      index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      utilizationGpuPercent: isSet(object.utilizationGpuPercent)
+        ? globalThis.Number(object.utilizationGpuPercent)
+        : isSet(object.utilization_gpu_percent)
+        ? globalThis.Number(object.utilization_gpu_percent)
+        : undefined,
+      utilizationMemoryPercent: isSet(object.utilizationMemoryPercent)
+        ? globalThis.Number(object.utilizationMemoryPercent)
+        : isSet(object.utilization_memory_percent)
+        ? globalThis.Number(object.utilization_memory_percent)
+        : undefined,
+      memoryUsedMib: isSet(object.memoryUsedMib)
+        ? globalThis.String(object.memoryUsedMib)
+        : isSet(object.memory_used_mib)
+        ? globalThis.String(object.memory_used_mib)
+        : undefined,
+      temperatureC: isSet(object.temperatureC)
+        ? globalThis.Number(object.temperatureC)
+        : isSet(object.temperature_c)
+        ? globalThis.Number(object.temperature_c)
+        : undefined,
+      powerDrawW: isSet(object.powerDrawW)
+        ? globalThis.Number(object.powerDrawW)
+        : isSet(object.power_draw_w)
+        ? globalThis.Number(object.power_draw_w)
+        : undefined,
+    };
+  },
+
+  toJSON(message: GpuSample): unknown {
+    const obj: any = {};
+    if (message.index !== 0) {
+      obj.index = Math.round(message.index);
+    }
+    if (message.utilizationGpuPercent !== undefined) {
+      obj.utilizationGpuPercent = floatToJson(message.utilizationGpuPercent);
+    }
+    if (message.utilizationMemoryPercent !== undefined) {
+      obj.utilizationMemoryPercent = floatToJson(message.utilizationMemoryPercent);
+    }
+    if (message.memoryUsedMib !== undefined) {
+      obj.memoryUsedMib = message.memoryUsedMib;
+    }
+    if (message.temperatureC !== undefined) {
+      obj.temperatureC = floatToJson(message.temperatureC);
+    }
+    if (message.powerDrawW !== undefined) {
+      obj.powerDrawW = floatToJson(message.powerDrawW);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GpuSample>): GpuSample {
+    return GpuSample.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GpuSample>): GpuSample {
+    const message = createBaseGpuSample();
+    message.index = object.index ?? 0;
+    message.utilizationGpuPercent = object.utilizationGpuPercent ?? undefined;
+    message.utilizationMemoryPercent = object.utilizationMemoryPercent ?? undefined;
+    message.memoryUsedMib = object.memoryUsedMib ?? undefined;
+    message.temperatureC = object.temperatureC ?? undefined;
+    message.powerDrawW = object.powerDrawW ?? undefined;
     return message;
   },
 };
@@ -1271,6 +1525,10 @@ export const AgentServiceClient = makeGenericClientConstructor(
   service: typeof AgentServiceService;
   serviceName: string;
 };
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
