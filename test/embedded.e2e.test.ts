@@ -22,9 +22,11 @@ describe("embedded mode (what `pnpm start` runs)", () => {
   });
 
   it("prints an admin token and writes a private CLI config the CLI uses without flags", async () => {
-    const cfg = parseYaml(readFileSync(cliConfig, "utf8")) as { controller: string; token: string };
+    const cfg = parseYaml(readFileSync(cliConfig, "utf8")) as { controller: string; token: string; agent_token: string };
     expect(cfg.controller).toBe(ctl.address);
     expect(cfg.token).toMatch(/^gpo_u_[A-Za-z0-9_-]{43}$/);
+    expect(cfg.agent_token).toMatch(/^gpo_a_[A-Za-z0-9_-]{43}$/);
+    expect(ctl.logs()).toContain(`agent token: ${cfg.agent_token}`);
     expect(statSync(cliConfig).mode & 0o777).toBe(0o600);
     expect(ctl.logs()).toContain(`admin token: ${cfg.token}`);
 

@@ -25,6 +25,8 @@ export interface RunningController {
   grpcPort: number;
   httpPort: number;
   adminToken: string | null;
+  /** Embedded mode only: an agent token for the default team, so a local agent can join. */
+  agentToken: string | null;
   /** Stops in reverse start order: stop accepting, drain, close the database. */
   stop(): Promise<void>;
 }
@@ -111,10 +113,13 @@ export async function startController(
     const grpcLifetime = new AbortController();
 
     let adminToken: string | null = null;
+    let agentToken: string | null = null;
     if (config.embedded) {
       await ensureTeam(db, { id: deps.ids.newId(), name: DEFAULT_TEAM });
       const created = await createToken(db, deps.ids, { team: null, admin: true, kind: "user", name: "embedded-admin" });
       adminToken = created.token;
+      // PGlite's data dir is locked while we run, so `token create` cannot mint one for a local agent then.
+      agentToken = (await createToken(db, deps.ids, { team: DEFAULT_TEAM, admin: false, kind: "agent", name: "embedded-agent" })).token;
     }
 
     // 2. gRPC: JobService + standard health service.
@@ -209,13 +214,13 @@ export async function startController(
     logger.info({ port: httpPort, host: config.httpHost }, "HTTP admin listening");
 
     if (adminToken !== null) {
-      writeCliConfig(config.cliConfigPath, `${config.grpcHost}:${grpcPort}`, adminToken);
+      writeCliConfig(config.cliConfigPath, `${config.grpcHost}:${grpcPort}`, adminToken, agentToken);
       logger.info({ path: config.cliConfigPath }, "wrote CLI config with an admin token");
     }
     if (config.readyFile) {
       writeAtomic(config.readyFile, JSON.stringify({ pid: process.pid, grpcPort, httpPort, adminToken }) + "\n");
     }
-    return { grpcPort, httpPort, adminToken, stop: stopAll };
+    return { grpcPort, httpPort, adminToken, agentToken, stop: stopAll };
   } catch (err) {
     await stopAll();
     throw err;
@@ -230,6 +235,7 @@ function writeAtomic(path: string, content: string, mode = 0o644): void {
   renameSync(tmp, path);
 }
 
-function writeCliConfig(path: string, controller: string, token: string): void {
-  writeAtomic(path, `# written by gpuorch-controller --embedded\n${toYaml({ controller, token })}`, 0o600);
+function writeCliConfig(path: string, controller: string, token: string, agentToken: string | null): void {
+  const doc = agentToken === null ? { controller, token } : { controller, token, agent_token: agentToken };
+  writeAtomic(path, `# written by gpuorch-controller --embedded\n${toYaml(doc)}`, 0o600);
 }

@@ -108,6 +108,7 @@ async function serve(config: ControllerConfig): Promise<number> {
         "gpuorch controller is running (embedded database)",
         `  gRPC   127.0.0.1:${running.grpcPort}    HTTP  http://127.0.0.1:${running.httpPort}`,
         `  admin token: ${running.adminToken}`,
+        ...(running.agentToken ? [`  agent token: ${running.agentToken}  (for gpuorch-agent run --token)`] : []),
         `  (written to ${config.cliConfigPath} for the gpuorch CLI)`,
         "",
         "Try: node packages/cli/dist/main.js submit examples/ddp-resnet.yaml",

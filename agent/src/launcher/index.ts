@@ -1,4 +1,3 @@
 export * from "./launch-builder.js";
 export * from "./output-parser.js";
-export * from "./process-group.js";
 export * from "./task-runner.js";

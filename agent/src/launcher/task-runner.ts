@@ -4,10 +4,9 @@ import { once } from "node:events";
 import { posix } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AppError } from "@gpuorch/core";
-import type { Logger } from "@gpuorch/runtime";
+import { type Logger, processGroupAlive, signalProcessGroup, waitProcessGroupGone } from "@gpuorch/runtime";
 import { attemptWorkDir, type Launch } from "./launch-builder.js";
 import { LineSplitter, ProgressTracker, splitRankPrefix } from "./output-parser.js";
-import { processGroupAlive, signalProcessGroup, waitProcessGroupGone } from "./process-group.js";
 
 /**
  * Runs one launch as a child in its own process group and reports its lines,

@@ -5,3 +5,4 @@ export * from "./backoff.js";
 export * from "./system-clock.js";
 export * from "./uuid-v7.js";
 export * from "./batcher.js";
+export * from "./process-group.js";

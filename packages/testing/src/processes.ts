@@ -1,6 +1,6 @@
 import { type ChildProcess, type SpawnOptions, spawn } from "node:child_process";
-import { readFileSync, readdirSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
+import { processGroupAlive, signalProcessGroup } from "@gpuorch/runtime";
 
 export interface ProcessExit {
   code: number | null;
@@ -35,46 +35,6 @@ export interface SpawnProcessOptions extends Omit<SpawnOptions, "detached" | "st
 
 const OUTPUT_LIMIT = 1 << 20;
 const tracked = new Set<SpawnedProcess>();
-
-/**
- * Whether any process of group `pgid` is still alive. On Linux, zombies do
- * not count (an orphan is dead once killed, even before init reaps it);
- * elsewhere, fall back to probing the group with signal 0.
- */
-function groupAlive(pgid: number): boolean {
-  let entries: string[];
-  try {
-    entries = readdirSync("/proc");
-  } catch {
-    try {
-      process.kill(-pgid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  }
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-    } catch {
-      continue; // exited while we looked
-    }
-    // pid (comm) state ppid pgrp …; comm may contain spaces and parentheses.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(fields[2]) === pgid && fields[0] !== "Z" && fields[0] !== "X") return true;
-  }
-  return false;
-}
-
-function signalGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    // ESRCH: the group is already gone.
-  }
-}
 
 /**
  * Spawns a child in its own process group and remembers it until it and its
@@ -144,19 +104,19 @@ export function spawnProcess(cmd: string, args: readonly string[], opts: SpawnPr
     async stop({ graceMs = 5_000, signal = "SIGTERM" } = {}) {
       if (pid > 0) {
         const deadline = Date.now() + graceMs;
-        signalGroup(pid, signal);
-        const timer = setTimeout(() => signalGroup(pid, "SIGKILL"), graceMs);
+        signalProcessGroup(pid, signal);
+        const timer = setTimeout(() => signalProcessGroup(pid, "SIGKILL"), graceMs);
         try {
           await exited;
         } finally {
           clearTimeout(timer);
         }
         // The leader is gone; give the rest of its group the same grace, then kill it.
-        while (groupAlive(pid) && Date.now() < deadline) await sleep(20);
-        if (groupAlive(pid)) {
-          signalGroup(pid, "SIGKILL");
+        while (processGroupAlive(pid) && Date.now() < deadline) await sleep(20);
+        if (processGroupAlive(pid)) {
+          signalProcessGroup(pid, "SIGKILL");
           const killDeadline = Date.now() + 2_000;
-          while (groupAlive(pid) && Date.now() < killDeadline) await sleep(10);
+          while (processGroupAlive(pid) && Date.now() < killDeadline) await sleep(10);
         }
       }
       return exited;
@@ -170,7 +130,7 @@ export function spawnProcess(cmd: string, args: readonly string[], opts: SpawnPr
 export function leftoverProcesses(): SpawnedProcess[] {
   const left: SpawnedProcess[] = [];
   for (const p of tracked) {
-    if (p.running() || (p.pid > 0 && groupAlive(p.pid))) left.push(p);
+    if (p.running() || (p.pid > 0 && processGroupAlive(p.pid))) left.push(p);
     else tracked.delete(p);
   }
   return left;
