@@ -12,7 +12,7 @@
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { basename, join } from "node:path";
-import { parseArgs } from "node:util";
+import { parseBenchArgs } from "./options.js";
 import { pathToFileURL } from "node:url";
 import { REPO_ROOT } from "./controller-process.js";
 import { figure } from "./latency.js";
@@ -32,29 +32,11 @@ interface Options {
 }
 
 function parseOptions(argv: string[]): Options {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      iterations: { type: "string" },
-      rounds: { type: "string" },
-      warmup: { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-    strict: true,
-  });
-  if (values.help) {
-    console.error(USAGE);
-    process.exit(0);
-  }
-  const int = (v: string | undefined, def: number, name: string, min: number): number => {
-    if (v === undefined) return def;
-    if (!/^\d+$/.test(v) || Number(v) < min) throw new Error(`--${name} must be an integer ≥ ${min}, got '${v}'\n${USAGE}`);
-    return Number(v);
-  };
+  const { int } = parseBenchArgs(argv, { iterations: { type: "string" }, rounds: { type: "string" }, warmup: { type: "string" } }, USAGE);
   return {
-    iterations: int(values.iterations, 2000, "iterations", 1),
-    rounds: int(values.rounds, 7, "rounds", 1),
-    warmup: int(values.warmup, 5000, "warmup", 0),
+    iterations: int("iterations", 2000, 1),
+    rounds: int("rounds", 7, 1),
+    warmup: int("warmup", 5000, 0),
   };
 }
 

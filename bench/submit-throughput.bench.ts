@@ -17,7 +17,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { parseBenchArgs } from "./options.js";
 import { JobClient } from "@gpuorch/rpc";
 import { startPostgres } from "@gpuorch/testing";
 import { ControllerProcess, type DatabaseTarget, REPO_ROOT, createAdminToken } from "./controller-process.js";
@@ -107,35 +107,20 @@ function loadSpec(): SpecTemplate {
 }
 
 function parseOptions(argv: string[]): Options {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      jobs: { type: "string" },
-      clients: { type: "string" },
-      warmup: { type: "string" },
-      backend: { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-    strict: true,
-  });
-  if (values.help) {
-    console.error(USAGE);
-    process.exit(0);
-  }
-  const int = (v: string | undefined, def: number, name: string, min: number): number => {
-    if (v === undefined) return def;
-    if (!/^\d+$/.test(v) || Number(v) < min) throw new Error(`--${name} must be an integer ≥ ${min}, got '${v}'\n${USAGE}`);
-    return Number(v);
-  };
-  const backend = values.backend ?? "both";
+  const { values, int } = parseBenchArgs(
+    argv,
+    { jobs: { type: "string" }, clients: { type: "string" }, warmup: { type: "string" }, backend: { type: "string" } },
+    USAGE,
+  );
+  const backend = typeof values.backend === "string" ? values.backend : "both";
   let backends: Backend[];
   if (backend === "both") backends = ["pglite", "postgresql"];
   else if (backend === "pglite" || backend === "postgresql") backends = [backend];
   else throw new Error(`--backend must be pglite, postgresql or both, got '${backend}'\n${USAGE}`);
   return {
-    jobs: int(values.jobs, 10_000, "jobs", 1),
-    clients: int(values.clients, 16, "clients", 1),
-    warmup: int(values.warmup, 300, "warmup", 0),
+    jobs: int("jobs", 10_000, 1),
+    clients: int("clients", 16, 1),
+    warmup: int("warmup", 300, 0),
     backends,
   };
 }
