@@ -1,7 +1,6 @@
 import {
   AppError,
   type ArtifactType,
-  type Clock,
   type IdSource,
   type Job,
   type JobArtifact,
@@ -66,7 +65,6 @@ export class JobsApi {
     private readonly deps: {
       db: Database["db"];
       ids: IdSource;
-      clock: Clock;
       logger: Logger;
       notifier: JobNotifier;
       /** How often a watcher re-reads the database when nothing notified it. */

@@ -98,8 +98,8 @@ async function main(argv: string[]): Promise<number> {
         idempotencyKey: values["idempotency-key"] ?? "",
       });
       if (!values.watch) {
-        if (out.json) out.data({ id: res.id, name: res.name, status: statusName(res.status), created_at: res.createdAt?.toISOString() ?? null, deduplicated: res.deduplicated });
-        else out.text(`job ${res.id} (${res.name}) ${res.deduplicated ? "already submitted" : "submitted"}: ${statusName(res.status)}`);
+        if (out.json) out.data({ id: res.id, name: res.name, status: jobStatusFromProto(res.status, "status"), created_at: res.createdAt?.toISOString() ?? null, deduplicated: res.deduplicated });
+        else out.text(`job ${res.id} (${res.name}) ${res.deduplicated ? "already submitted" : "submitted"}: ${jobStatusFromProto(res.status, "status")}`);
         return 0;
       }
       if (!out.json) out.text(`job ${res.id} (${res.name}) submitted; watching (Ctrl-C stops watching, not the job)`);
@@ -259,10 +259,6 @@ function formatNodes(nodes: NodeInfo[], now: Date): string {
 
 function eventRow(e: JobEvent): string[] {
   return [String(e.seq), e.createdAt.toISOString(), e.fromStatus ?? "-", e.toStatus, String(e.attempt), e.actor, e.reason];
-}
-
-function statusName(s: number): string {
-  return jobStatusFromProto(s, "status");
 }
 
 async function withClient(values: Values, fn: (c: JobClient) => Promise<number>): Promise<number> {

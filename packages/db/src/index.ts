@@ -1,5 +1,5 @@
 export * as schema from "./schema.js";
-export { type Database, type Db, MIGRATIONS_FOLDER, type OpenDatabaseOptions, openDatabase, runMigrations } from "./open.js";
+export { type Database, type Db, MIGRATIONS_FOLDER, type OpenDatabaseOptions, openDatabase, pingDatabase, runMigrations } from "./open.js";
 export { findPgError, toDbAppError } from "./db-errors.js";
 export { type Team, createTeam, ensureTeam, getTeamByName } from "./teams.js";
 export { type NewApiToken, findPrincipalByTokenHash, insertApiToken, revokeToken } from "./tokens.js";

@@ -7,6 +7,7 @@ import { drizzle as drizzlePg } from "drizzle-orm/node-postgres";
 import { migrate as migratePg } from "drizzle-orm/node-postgres/migrator";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
+import { sql } from "drizzle-orm";
 import pg from "pg";
 import { dbCall } from "./db-errors.js";
 import * as schema from "./schema.js";
@@ -153,4 +154,9 @@ export async function runMigrations(database: Database): Promise<void> {
     // A connection that failed mid-way may still hold the lock: destroy it.
     conn.release(broken);
   }
+}
+
+/** Cheapest round trip that proves the database answers (readiness probes). */
+export async function pingDatabase(db: Db): Promise<void> {
+  await db.execute(sql`SELECT 1`);
 }
