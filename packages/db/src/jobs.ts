@@ -14,6 +14,7 @@ import {
 } from "@gpuorch/core";
 import { type SQL, and, count, desc, eq, getTableColumns, inArray, sql } from "drizzle-orm";
 import { dbCall } from "./db-errors.js";
+import { findByIdempotencyKeys, insertJobRows } from "./job-insert-statement.js";
 import type { Db } from "./open.js";
 import { decodePageToken, encodePageToken, isUuid } from "./page-token.js";
 import { jobEvents, jobs, teams } from "./schema.js";
@@ -47,102 +48,20 @@ export interface JobScope {
 
 // The columns a Job is made of (the normalized spec and the idempotency key stay in the database).
 const { spec: _spec, idempotencyKey: _idempotencyKey, ...jobColumns } = getTableColumns(jobs);
-type JobColumnKey = keyof typeof jobColumns;
-const JOB_COLUMN_KEYS = Object.keys(jobColumns) as JobColumnKey[];
 const jobSelection = { ...jobColumns, teamName: teams.name };
-
-/** The same columns read from another source with the job's shape (a CTE over `jobs`). */
-function jobSelectionFrom<S extends Record<JobColumnKey, unknown>>(src: S): { [K in JobColumnKey]: S[K] } & { teamName: typeof teams.name } {
-  const out = Object.fromEntries(JOB_COLUMN_KEYS.map((k) => [k, src[k]])) as { [K in JobColumnKey]: S[K] };
-  return { ...out, teamName: teams.name };
-}
-
-/**
- * The submit statement, built and named once per database handle: building
- * drizzle's SQL for this CTE costs more CPU than PostgreSQL spends running
- * it, and a named statement is parsed once per connection.
- */
-function prepareInsertJob(db: Db) {
-  const p = (name: string) => sql.placeholder(name);
-  const inserted = db.$with("j").as(
-    db
-      .insert(jobs)
-      .values({
-        id: p("id"),
-        teamId: p("teamId"),
-        name: p("name"),
-        project: p("project"),
-        type: p("type"),
-        framework: p("framework"),
-        executionMode: p("executionMode"),
-        priority: p("priority"),
-        maxAttempts: p("maxAttempts"),
-        gpus: p("gpus"),
-        specYaml: p("specYaml"),
-        spec: p("spec"),
-        budgetUsd: p("budgetUsd"),
-        // Raw placeholder: drizzle's Date encoder would choke on null.
-        deadline: sql`${p("deadline")}`,
-        idempotencyKey: p("idempotencyKey"),
-      })
-      .onConflictDoNothing({ target: [jobs.teamId, jobs.idempotencyKey], where: sql`idempotency_key IS NOT NULL` })
-      .returning(jobColumns),
-  );
-  const creatingEvent = db.$with("e", {}).as(
-    sql`INSERT INTO ${jobEvents} (job_id, seq, from_status, to_status, attempt, reason, actor)
-        SELECT id, 1, NULL, 'pending', attempt, 'submitted', ${p("actor")} FROM ${inserted}`,
-  );
-  return db
-    .with(inserted, creatingEvent)
-    .select(jobSelectionFrom(inserted))
-    .from(inserted)
-    .innerJoin(teams, eq(teams.id, inserted.teamId))
-    .prepare("gpuorch_insert_job");
-}
-
-// Keyed by handle: a transaction gets its own (its queries must run on its connection).
-const insertJobStatements = new WeakMap<Db, ReturnType<typeof prepareInsertJob>>();
 
 /**
  * Inserts a job and its creating event (seq 1, ∅ → pending, "submitted") in
- * one statement: `WITH j AS (INSERT … RETURNING), e AS (INSERT INTO
- * job_events SELECT … FROM j) SELECT … FROM j JOIN teams`. One round trip
- * keeps submit throughput up. With an idempotency key the team already used,
- * the insert does nothing and the existing job comes back, deduplicated.
+ * one statement — the same statement insertJobs uses for a batch. With an
+ * idempotency key the team already used, nothing is inserted and the
+ * existing job comes back, deduplicated.
  */
 export function insertJob(db: Db, input: NewJobInput): Promise<{ job: Job; deduplicated: boolean }> {
   return dbCall(async () => {
-    let insert = insertJobStatements.get(db);
-    if (!insert) {
-      insert = prepareInsertJob(db);
-      insertJobStatements.set(db, insert);
-    }
-    const [row] = await insert.execute({
-      id: input.id,
-      teamId: input.teamId,
-      name: input.name,
-      project: input.project,
-      type: input.type,
-      framework: input.framework,
-      executionMode: input.executionMode,
-      priority: input.priority,
-      maxAttempts: input.maxAttempts,
-      gpus: input.gpus,
-      specYaml: input.specYaml,
-      spec: input.spec,
-      budgetUsd: input.budgetUsd,
-      deadline: input.deadline?.toISOString() ?? null,
-      idempotencyKey: input.idempotencyKey,
-      actor: input.actor,
-    });
+    const [row] = await insertJobRows(db, [input]);
     if (row) return { job: row, deduplicated: false };
-
     if (input.idempotencyKey === null) throw AppError.internal(`insert of job ${input.id} returned no row`);
-    const [existing] = await db
-      .select(jobSelection)
-      .from(jobs)
-      .innerJoin(teams, eq(teams.id, jobs.teamId))
-      .where(and(eq(jobs.teamId, input.teamId), eq(jobs.idempotencyKey, input.idempotencyKey)));
+    const existing = (await findByIdempotencyKeys(db, [input])).get(`${input.teamId}\u0000${input.idempotencyKey}`);
     if (!existing) throw AppError.internal(`job with idempotency key ${input.idempotencyKey} vanished`);
     return { job: existing, deduplicated: true };
   });

@@ -1,0 +1,105 @@
+import type { Job, JobTarget } from "@gpuorch/core";
+import { sql } from "drizzle-orm";
+import type { NewJobInput } from "./jobs.js";
+import type { Db } from "./open.js";
+
+/*
+ * The one submit statement, used for a single job (insertJob) and for a batch
+ * (insertJobs): jobs, their creating events and the idempotency check in ONE
+ * statement. Rows travel as a single jsonb parameter expanded by
+ * jsonb_to_recordset, so the text never changes and both drivers accept it.
+ */
+
+const JOB_RETURNING = `
+  j.id, j.team_id AS "teamId", t.name AS "teamName", j.name, j.project, j.type, j.framework,
+  j.execution_mode AS "executionMode", j.status, j.status_reason AS "statusReason", j.priority,
+  j.attempt, j.max_attempts AS "maxAttempts", j.version, j.gpus, j.spec_yaml AS "specYaml",
+  j.budget_usd::text AS "budgetUsd", j.deadline, j.estimated_cost_usd::text AS "estimatedCostUsd",
+  j.running_cost_usd::text AS "runningCostUsd", j.target, j.created_at AS "createdAt",
+  j.updated_at AS "updatedAt", j.scheduled_at AS "scheduledAt", j.started_at AS "startedAt",
+  j.finished_at AS "finishedAt"`;
+
+export async function insertJobRows(db: Db, inputs: readonly NewJobInput[]): Promise<Job[]> {
+  const payload = JSON.stringify(
+    inputs.map((i, ord) => ({
+      ord,
+      id: i.id,
+      team_id: i.teamId,
+      name: i.name,
+      project: i.project,
+      type: i.type,
+      framework: i.framework,
+      execution_mode: i.executionMode,
+      priority: i.priority,
+      max_attempts: i.maxAttempts,
+      gpus: i.gpus,
+      spec_yaml: i.specYaml,
+      spec: i.spec,
+      budget_usd: i.budgetUsd,
+      deadline: i.deadline?.toISOString() ?? null,
+      idempotency_key: i.idempotencyKey,
+      actor: i.actor,
+    })),
+  );
+  const res = (await db.execute(sql`
+    WITH input AS (
+      SELECT * FROM jsonb_to_recordset(${payload}::jsonb) AS r(
+        ord int, id uuid, team_id uuid, name text, project text, type job_type, framework framework,
+        execution_mode execution_mode, priority int, max_attempts int, gpus int, spec_yaml text, spec jsonb,
+        budget_usd numeric, deadline timestamptz, idempotency_key text, actor text)
+    ),
+    j AS (
+      INSERT INTO jobs (id, team_id, name, project, type, framework, execution_mode, priority, max_attempts,
+                        gpus, spec_yaml, spec, budget_usd, deadline, idempotency_key)
+      SELECT id, team_id, name, project, type, framework, execution_mode, priority, max_attempts,
+             gpus, spec_yaml, spec, budget_usd, deadline, idempotency_key
+      FROM input ORDER BY ord
+      ON CONFLICT (team_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+      RETURNING *
+    ),
+    e AS (
+      INSERT INTO job_events (job_id, seq, from_status, to_status, attempt, reason, actor)
+      SELECT j.id, 1, NULL, 'pending', j.attempt, 'submitted', input.actor FROM j JOIN input ON input.id = j.id
+    )
+    SELECT ${sql.raw(JOB_RETURNING)} FROM j JOIN teams t ON t.id = j.team_id`)) as unknown as { rows: RawJobRow[] };
+  return res.rows.map(toJob);
+}
+
+export async function findByIdempotencyKeys(db: Db, inputs: readonly NewJobInput[]): Promise<Map<string, Job>> {
+  const keys = JSON.stringify(inputs.filter((i) => i.idempotencyKey !== null).map((i) => ({ team_id: i.teamId, key: i.idempotencyKey })));
+  const res = (await db.execute(sql`
+    SELECT ${sql.raw(JOB_RETURNING)}, j.idempotency_key AS "idempotencyKey"
+    FROM jobs j JOIN teams t ON t.id = j.team_id
+    JOIN jsonb_to_recordset(${keys}::jsonb) AS k(team_id uuid, key text)
+      ON j.team_id = k.team_id AND j.idempotency_key = k.key`)) as unknown as { rows: (RawJobRow & { idempotencyKey: string })[] };
+  return new Map(res.rows.map((r) => [`${r.teamId}\u0000${r.idempotencyKey}`, toJob(r)]));
+}
+
+type RawJobRow = Omit<Job, "deadline" | "createdAt" | "updatedAt" | "scheduledAt" | "startedAt" | "finishedAt" | "target"> & {
+  deadline: Date | string | null;
+  createdAt: Date | string;
+  updatedAt: Date | string;
+  scheduledAt: Date | string | null;
+  startedAt: Date | string | null;
+  finishedAt: Date | string | null;
+  target: JobTarget | string | null;
+};
+
+// Raw rows: timestamps arrive as Date from both drivers today, but accept the
+// text form too rather than trust a driver setting; jsonb likewise.
+function toJob(r: RawJobRow): Job {
+  const date = (v: Date | string): Date => (v instanceof Date ? v : new Date(v));
+  const opt = (v: Date | string | null): Date | null => (v === null ? null : date(v));
+  const { idempotencyKey: _k, ...row } = r as RawJobRow & { idempotencyKey?: string };
+  return {
+    ...row,
+    deadline: opt(r.deadline),
+    createdAt: date(r.createdAt),
+    updatedAt: date(r.updatedAt),
+    scheduledAt: opt(r.scheduledAt),
+    startedAt: opt(r.startedAt),
+    finishedAt: opt(r.finishedAt),
+    target: typeof r.target === "string" ? (JSON.parse(r.target) as JobTarget) : r.target,
+  };
+}
+
