@@ -6,3 +6,4 @@ export * from "./micros.js";
 export * from "./submission.js";
 export * from "./scheduler/index.js";
 export * from "./nodes.js";
+export * from "./tasks.js";

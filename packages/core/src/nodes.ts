@@ -43,6 +43,8 @@ export interface NodeGpu {
   /** The last heartbeat's reading; null before the first one. */
   sample: GpuSample | null;
   updatedAt: Date | null;
+  /** The job whose task holds this GPU now; null when free (or not known to the reader). */
+  allocatedJobId?: string | null;
 }
 
 /** What an agent registers. */
@@ -57,7 +59,7 @@ export interface NodeRegistration {
   driverVersion: string;
   cudaVersion: string;
   degradedReason: string | null;
-  gpus: Omit<NodeGpu, "sample" | "updatedAt">[];
+  gpus: Omit<NodeGpu, "sample" | "updatedAt" | "allocatedJobId">[];
 }
 
 export interface NodeInfo {

@@ -65,7 +65,7 @@ describe.each(drivers)("node registry contract on $name", (driver) => {
     expect(created).toBe(true);
     const node = await getNode(db, nodeId);
     expect(node).toMatchObject({ id: nodeId, hostname: reg.hostname, labels: reg.labels, state: "ready", cpuCores: 64, memoryMib: 515_000, driverVersion: "535.54.03", lastHeartbeatAt: t0 });
-    expect(node?.gpus.map((g) => ({ ...g, sample: g.sample, updatedAt: g.updatedAt }))).toEqual(reg.gpus.map((g) => ({ ...g, sample: null, updatedAt: null })));
+    expect(node?.gpus.map((g) => ({ ...g, sample: g.sample, updatedAt: g.updatedAt }))).toEqual(reg.gpus.map((g) => ({ ...g, sample: null, updatedAt: null, allocatedJobId: null })));
   });
 
   it("is idempotent per persisted id and per hostname+labels, replacing the GPU rows", async () => {

@@ -228,6 +228,7 @@ interface GpuRow {
   temperature_c: number | null;
   power_draw_w: number | null;
   updated_at: Date | string | null;
+  allocated_job_id?: string | null;
 }
 
 /** Nodes by hostname with their GPUs by index; `states` filters (empty: all). */
@@ -246,10 +247,11 @@ export async function listNodes(db: Db, opts: { states?: readonly NodeState[]; i
   const ids = JSON.stringify(nodeRes.rows.map((r) => r.id));
   const gpuRes = (await dbCall(() =>
     db.execute(sql`
-      SELECT node_id, index, uuid, name, memory_total_mib, mig_enabled, mig_devices, utilization_gpu_percent,
-        utilization_memory_percent, memory_used_mib, temperature_c, power_draw_w, updated_at
-      FROM node_gpus WHERE node_id IN (SELECT value::uuid FROM jsonb_array_elements_text(${ids}::jsonb))
-      ORDER BY node_id, index`),
+      SELECT g.node_id, g.index, g.uuid, g.name, g.memory_total_mib, g.mig_enabled, g.mig_devices, g.utilization_gpu_percent,
+        g.utilization_memory_percent, g.memory_used_mib, g.temperature_c, g.power_draw_w, g.updated_at, h.job_id AS allocated_job_id
+      FROM node_gpus g LEFT JOIN task_gpus h ON h.node_id = g.node_id AND h.gpu_index = g.index
+      WHERE g.node_id IN (SELECT value::uuid FROM jsonb_array_elements_text(${ids}::jsonb))
+      ORDER BY g.node_id, g.index`),
   )) as unknown as { rows: GpuRow[] };
   const gpusByNode = new Map<string, NodeGpu[]>();
   for (const g of gpuRes.rows) {
@@ -344,5 +346,6 @@ function toNodeGpu(g: GpuRow): NodeGpu {
         }
       : null,
     updatedAt: g.updated_at === null ? null : toDate(g.updated_at),
+    allocatedJobId: g.allocated_job_id ?? null,
   };
 }

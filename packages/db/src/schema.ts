@@ -17,6 +17,7 @@ import {
   type MigDeviceSpec,
   NODE_STATES,
   PROVIDERS,
+  TASK_STATES,
   TOKEN_KINDS,
 } from "@gpuorch/core";
 import { sql } from "drizzle-orm";
@@ -49,6 +50,7 @@ export const artifactTypeEnum = pgEnum("artifact_type", ARTIFACT_TYPES);
 export const providerEnum = pgEnum("provider", PROVIDERS);
 export const tokenKindEnum = pgEnum("token_kind", TOKEN_KINDS);
 export const nodeStateEnum = pgEnum("node_state", NODE_STATES);
+export const taskStateEnum = pgEnum("task_state", TASK_STATES);
 
 const createdAt = () => timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow();
 const tstz = (name: string) => timestamp(name, { withTimezone: true, mode: "date" });
@@ -293,3 +295,103 @@ export const nodeGpus = pgTable(
   },
   (t) => [primaryKey({ name: "node_gpus_pkey", columns: [t.nodeId, t.index] })],
 );
+
+/**
+ * One node's share of a job attempt: a rank group of a gang (unit -1) or one
+ * multi_task unit (node_rank 0). Rows are never deleted; the state says
+ * whether the task still holds its GPUs (assigned, running).
+ */
+export const tasks = pgTable(
+  "tasks",
+  {
+    id: uuid("id").primaryKey(),
+    jobId: uuid("job_id")
+      .notNull()
+      .references(() => jobs.id),
+    attempt: integer("attempt").notNull(),
+    nodeId: uuid("node_id")
+      .notNull()
+      .references(() => nodes.id),
+    nodeRank: integer("node_rank").notNull(),
+    numNodes: integer("num_nodes").notNull(),
+    unit: integer("unit").notNull().default(-1),
+    gpuIndices: jsonb("gpu_indices").$type<number[]>().notNull(),
+    state: taskStateEnum("state").notNull().default("assigned"),
+    exitCode: integer("exit_code"),
+    signal: text("signal"),
+    step: bigint("step", { mode: "number" }),
+    reason: text("reason"),
+    masterAddr: text("master_addr").notNull(),
+    masterPort: integer("master_port").notNull(),
+    createdAt: createdAt(),
+    launchSentAt: tstz("launch_sent_at"),
+    startedAt: tstz("started_at"),
+    endedAt: tstz("ended_at"),
+  },
+  (t) => [
+    check("tasks_node_rank_range", sql`${t.nodeRank} >= 0 AND ${t.nodeRank} < ${t.numNodes}`),
+    check("tasks_unit_min", sql`${t.unit} >= -1`),
+    index("tasks_job_attempt_idx").on(t.jobId, t.attempt),
+    index("tasks_active_node_idx")
+      .on(t.nodeId)
+      .where(sql`${t.state} IN ('assigned', 'running')`),
+  ],
+);
+
+/**
+ * The GPUs an active task holds. The primary key is the last line of
+ * defence against double placement: two schedulers can never both hold
+ * (node, gpu). Rows are deleted when their task ends.
+ */
+export const taskGpus = pgTable(
+  "task_gpus",
+  {
+    nodeId: uuid("node_id")
+      .notNull()
+      .references(() => nodes.id),
+    gpuIndex: integer("gpu_index").notNull(),
+    taskId: uuid("task_id")
+      .notNull()
+      .references(() => tasks.id),
+    jobId: uuid("job_id")
+      .notNull()
+      .references(() => jobs.id),
+  },
+  (t) => [primaryKey({ name: "task_gpus_pkey", columns: [t.nodeId, t.gpuIndex] }), index("task_gpus_task_idx").on(t.taskId)],
+);
+
+/** Job output as agents streamed it; bounded per job (oldest dropped, with a marker line). */
+export const jobLogs = pgTable(
+  "job_logs",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    jobId: uuid("job_id")
+      .notNull()
+      .references(() => jobs.id),
+    attempt: integer("attempt").notNull(),
+    rank: integer("rank").notNull(),
+    nodeRank: integer("node_rank").notNull(),
+    stream: text("stream").notNull(),
+    text: text("text").notNull(),
+    at: tstz("at").notNull(),
+  },
+  (t) => [index("job_logs_job_id_idx").on(t.jobId, t.id), check("job_logs_stream", sql`${t.stream} IN ('stdout', 'stderr', 'system')`)],
+);
+
+// ---- job log stats (logs issue: `gpuorch logs`; owned by packages/db/src/job-logs.ts) ----
+
+/**
+ * Per-job counters for `job_logs`, so bounding a job's output never counts
+ * its rows: `lines` is how many stored lines the job has (the drop marker
+ * excluded), `dropped` how many of its oldest lines were deleted, and
+ * `marker_seq` the id of its one "older lines dropped" marker line. Appends
+ * lock this row first, which also makes one job's line ids commit in order.
+ */
+export const jobLogStats = pgTable("job_log_stats", {
+  jobId: uuid("job_id")
+    .primaryKey()
+    .references(() => jobs.id),
+  lines: bigint("lines", { mode: "number" }).notNull().default(0),
+  dropped: bigint("dropped", { mode: "number" }).notNull().default(0),
+  markerSeq: bigint("marker_seq", { mode: "number" }),
+});

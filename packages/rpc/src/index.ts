@@ -6,3 +6,5 @@ export * from "./convert.js";
 export * from "./client.js";
 export * from "./node-convert.js";
 export * from "./agent-client.js";
+export * from "./task-convert.js";
+export * from "./log-converters.js";

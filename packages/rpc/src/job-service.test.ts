@@ -94,13 +94,16 @@ const impl: pb.JobServiceServer = {
         throw new AppError("ABORTED", "gave up");
       }
       default:
-        return { job: jobToProto({ ...job, id: req.id }) };
+        return { job: jobToProto({ ...job, id: req.id }), tasks: [] };
     }
   }),
   listJobs: unaryHandler(opts("JobService/ListJobs"), async () => ({ jobs: [jobToProto(job)], nextPageToken: "" })),
   cancelJob: unaryHandler(opts("JobService/CancelJob"), async () => ({ job: jobToProto(job), changed: true })),
   getJobEvents: unaryHandler(opts("JobService/GetJobEvents"), async () => ({ events: [] })),
   listArtifacts: unaryHandler(opts("JobService/ListArtifacts"), async () => ({ artifacts: [] })),
+  getJobLogs: serverStreamHandler(opts("JobService/GetJobLogs"), async (_req: pb.GetJobLogsRequest, _ctx, send) => {
+    await send({ lines: [] });
+  }),
   watchJob: serverStreamHandler(opts("JobService/WatchJob"), async (req: pb.WatchJobRequest, ctx, send) => {
     const [mode, arg] = req.id.split(":");
     const n = Number(arg ?? "0");
@@ -297,7 +300,7 @@ describe("JobService over real gRPC", () => {
       const stream = raw.connect(bearerMetadata("agent"));
       const acks: string[] = [];
       stream.on("data", (r: pb.ConnectResponse) => acks.push(r.heartbeatAck?.seq ?? "?"));
-      for (const seq of ["1", "2", "3"]) stream.write({ nodeId: "node-1", heartbeat: { sentAt: new Date(), seq, gpus: [] } });
+      for (const seq of ["1", "2", "3"]) stream.write({ nodeId: "node-1", heartbeat: { sentAt: new Date(), seq, gpus: [], tasks: [], draining: false } });
       stream.end();
       await once(stream, "status");
       expect(acks).toEqual(["1", "2", "3"]);

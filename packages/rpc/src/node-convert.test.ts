@@ -26,8 +26,9 @@ const node: NodeInfo = {
       migDevices: [{ gpuInstanceId: 1, computeInstanceId: 0, profile: "1g.10gb", memoryMib: 9728, uuid: "MIG-1" }],
       sample: { index: 0, utilizationGpuPercent: null, utilizationMemoryPercent: null, memoryUsedMib: 13, temperatureC: 31, powerDrawW: 61.5 },
       updatedAt: new Date("2030-01-01T00:00:05Z"),
+      allocatedJobId: "0190f1a2-0000-7000-8000-000000000001",
     },
-    { index: 1, uuid: "GPU-b", name: "NVIDIA A100-SXM4-80GB", memoryTotalMib: 81920, migEnabled: false, migDevices: [], sample: null, updatedAt: null },
+    { index: 1, uuid: "GPU-b", name: "NVIDIA A100-SXM4-80GB", memoryTotalMib: 81920, migEnabled: false, migDevices: [], sample: null, updatedAt: null, allocatedJobId: null },
   ],
 };
 

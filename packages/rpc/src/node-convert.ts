@@ -175,6 +175,7 @@ export function nodeToProto(n: NodeInfo): pb.Node {
       gpu: gpuToProto(g),
       sample: g.sample ? gpuSampleToProto(g.sample) : undefined,
       updatedAt: g.updatedAt ?? undefined,
+      allocatedJobId: g.allocatedJobId ?? "",
     })),
   };
 }
@@ -195,7 +196,7 @@ export function nodeFromProto(p: pb.Node): NodeInfo {
     lastHeartbeatAt: p.lastHeartbeatAt ?? null,
     gpus: p.gpus.map((g) => {
       const gpu = g.gpu ? gpuFromProto(g.gpu) : { index: 0, uuid: "", name: "", memoryTotalMib: 0, migEnabled: false, migDevices: [] };
-      return { ...gpu, sample: g.sample ? gpuSampleFromProto(g.sample) : null, updatedAt: g.updatedAt ?? null };
+      return { ...gpu, sample: g.sample ? gpuSampleFromProto(g.sample) : null, updatedAt: g.updatedAt ?? null, allocatedJobId: g.allocatedJobId || null };
     }),
   };
 }

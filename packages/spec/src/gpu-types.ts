@@ -63,3 +63,29 @@ export function suggestGpuTypes(input: string): string[] {
   const folded = GPU_TYPES.map(fold);
   return closestMatches(f, folded, 3).map((m) => GPU_TYPES[folded.indexOf(m)] ?? m);
 }
+
+/**
+ * The catalog model of a GPU as nvidia-smi names it ("NVIDIA A100-SXM4-80GB",
+ * "Tesla V100-PCIE-32GB", "GRID K520"), using its memory to tell the 40/80 GB
+ * A100 and 16/32 GB V100 apart. Models the catalog does not list come back
+ * as the product name without its vendor prefix, so a spec can still never
+ * match them by accident.
+ */
+export function catalogGpuModel(productName: string, memoryMib: number): string {
+  const bare = productName.replace(/^(NVIDIA|Tesla|GRID|Quadro)\s+/i, "").trim();
+  const f = fold(bare);
+  const gb = memoryMib / 1024;
+  const first = (prefix: string): boolean => f.startsWith(fold(prefix));
+  if (first("A100")) return gb > 60 ? "A100-80GB" : "A100";
+  if (first("V100")) return gb > 24 ? "V100-32GB" : "V100";
+  if (first("H100")) return "H100";
+  if (first("H200")) return "H200";
+  if (first("B200")) return "B200";
+  if (first("L40S")) return "L40S";
+  if (first("A10G")) return "A10G";
+  if (f === "a10" || f.startsWith("a10pcie")) return "A10";
+  for (const m of ["T4", "L4", "K80", "K520", "M60", "P100", "P4"] as const) {
+    if (f === fold(m) || new RegExp(`^${fold(m)}(pcie|sxm|\\b)`).test(f)) return m;
+  }
+  return canonicalGpuType(bare) ?? bare;
+}

@@ -1,6 +1,7 @@
 export { parseJobSpec, SPEC_MAX_BYTES } from "./parse.js";
 export { formatSpecIssues } from "./issues.js";
 export { MIG_PROFILES } from "./mig-profiles.js";
+export { catalogGpuModel, canonicalGpuType } from "./gpu-types.js";
 export type { MigGpuModel } from "./mig-profiles.js";
 export type {
   DataLocality,

@@ -58,7 +58,21 @@ describe("createTestDatabase", () => {
     const [a, b] = await Promise.all([createTestDatabase(), createTestDatabase()]);
     expect(a.name).not.toBe(b.name);
     const tables = await query<{ tablename: string }>(a.url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename");
-    expect(tables.map((t) => t.tablename)).toEqual(["allocations", "api_tokens", "gpu_pricing", "job_artifacts", "job_events", "jobs", "node_gpus", "nodes", "teams"]);
+    expect(tables.map((t) => t.tablename)).toEqual([
+      "allocations",
+      "api_tokens",
+      "gpu_pricing",
+      "job_artifacts",
+      "job_events",
+      "job_log_stats",
+      "job_logs",
+      "jobs",
+      "node_gpus",
+      "nodes",
+      "task_gpus",
+      "tasks",
+      "teams",
+    ]);
     await query(a.url, "INSERT INTO teams (id, name) VALUES (gen_random_uuid(), 'only-in-a')");
     expect(await query(b.url, "SELECT name FROM teams")).toEqual([]);
   });

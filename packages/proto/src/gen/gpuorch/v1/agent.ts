@@ -21,6 +21,68 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../google/protobuf/timestamp.js";
+import { Framework, frameworkFromJSON, frameworkToJSON } from "./common.js";
+
+export enum TaskState {
+  TASK_STATE_UNSPECIFIED = 0,
+  /** TASK_STATE_STARTING - Launch accepted; the process is being set up. */
+  TASK_STATE_STARTING = 1,
+  TASK_STATE_RUNNING = 2,
+  /** TASK_STATE_EXITED - The process group is gone; exit_code / signal say how it ended. */
+  TASK_STATE_EXITED = 3,
+  /** TASK_STATE_FAILED_TO_START - The launch could not start (bad entrypoint, missing executable); see message. */
+  TASK_STATE_FAILED_TO_START = 4,
+  /** TASK_STATE_LOST - The agent was told to run it but knows nothing of it (e.g. it restarted). */
+  TASK_STATE_LOST = 5,
+  UNRECOGNIZED = -1,
+}
+
+export function taskStateFromJSON(object: any): TaskState {
+  switch (object) {
+    case 0:
+    case "TASK_STATE_UNSPECIFIED":
+      return TaskState.TASK_STATE_UNSPECIFIED;
+    case 1:
+    case "TASK_STATE_STARTING":
+      return TaskState.TASK_STATE_STARTING;
+    case 2:
+    case "TASK_STATE_RUNNING":
+      return TaskState.TASK_STATE_RUNNING;
+    case 3:
+    case "TASK_STATE_EXITED":
+      return TaskState.TASK_STATE_EXITED;
+    case 4:
+    case "TASK_STATE_FAILED_TO_START":
+      return TaskState.TASK_STATE_FAILED_TO_START;
+    case 5:
+    case "TASK_STATE_LOST":
+      return TaskState.TASK_STATE_LOST;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return TaskState.UNRECOGNIZED;
+  }
+}
+
+export function taskStateToJSON(object: TaskState): string {
+  switch (object) {
+    case TaskState.TASK_STATE_UNSPECIFIED:
+      return "TASK_STATE_UNSPECIFIED";
+    case TaskState.TASK_STATE_STARTING:
+      return "TASK_STATE_STARTING";
+    case TaskState.TASK_STATE_RUNNING:
+      return "TASK_STATE_RUNNING";
+    case TaskState.TASK_STATE_EXITED:
+      return "TASK_STATE_EXITED";
+    case TaskState.TASK_STATE_FAILED_TO_START:
+      return "TASK_STATE_FAILED_TO_START";
+    case TaskState.TASK_STATE_LOST:
+      return "TASK_STATE_LOST";
+    case TaskState.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
 
 export interface NodeLabels {
   provider: string;
@@ -77,7 +139,12 @@ export interface RegisterResponse {
 
 export interface ConnectRequest {
   nodeId: string;
-  heartbeat?: Heartbeat | undefined;
+  heartbeat?:
+    | Heartbeat
+    | undefined;
+  /** Sent at once when a task changes state (started, exited, failed to start). */
+  taskStatus?: TaskStatus | undefined;
+  logChunk?: LogChunk | undefined;
 }
 
 export interface Heartbeat {
@@ -85,6 +152,58 @@ export interface Heartbeat {
   seq: string;
   /** The latest reading of every GPU (absent fields: not readable). */
   gpus: GpuSample[];
+  /**
+   * The true state of EVERY task the agent knows (running or ended and not
+   * yet acknowledged); the controller reconciles against it.
+   */
+  tasks: TaskStatus[];
+  /** True while the agent refuses new launches (drain command received). */
+  draining: boolean;
+}
+
+export interface TaskStatus {
+  taskId: string;
+  jobId: string;
+  attempt: number;
+  state: TaskState;
+  /** EXITED: the leader's exit status; absent when a signal ended it. */
+  exitCode?: number | undefined;
+  signal: string;
+  /** EXITED: true when a stop command (or drain) ended it. */
+  stopped: boolean;
+  step?: string | undefined;
+  metrics: { [key: string]: number };
+  /** FAILED_TO_START / LOST: why. */
+  message: string;
+  /** EXITED: the last lines of output, for the job's failure reason. */
+  lastLines: string[];
+  changedAt: Date | undefined;
+  nodeRank: number;
+}
+
+export interface TaskStatus_MetricsEntry {
+  key: string;
+  value: number;
+}
+
+export interface LogLine {
+  /**
+   * Global rank (node_rank * processes per node + local rank) when the line
+   * carried torchrun's rank tag; otherwise the node rank.
+   */
+  rank: number;
+  /** "stdout" | "stderr" */
+  stream: string;
+  text: string;
+  at: Date | undefined;
+}
+
+export interface LogChunk {
+  taskId: string;
+  jobId: string;
+  attempt: number;
+  nodeRank: number;
+  lines: LogLine[];
 }
 
 export interface GpuSample {
@@ -98,6 +217,76 @@ export interface GpuSample {
 
 export interface ConnectResponse {
   heartbeatAck?: HeartbeatAck | undefined;
+  launch?: LaunchTask | undefined;
+  stop?: StopTask | undefined;
+  drain?:
+    | DrainNode
+    | undefined;
+  /** The controller has recorded these ended tasks: the agent may forget them. */
+  forget?: ForgetTasks | undefined;
+}
+
+export interface LaunchHost {
+  host: string;
+  slots: number;
+  port: number;
+}
+
+export interface Entrypoint {
+  /** Local path or file:// URI (object stores and git come later); may be empty. */
+  uri: string;
+  command: string[];
+  /** True when command is one shell string (run with sh -c). */
+  commandShell: boolean;
+  args: string[];
+  env: { [key: string]: string };
+  workingDir: string;
+}
+
+export interface Entrypoint_EnvEntry {
+  key: string;
+  value: string;
+}
+
+export interface LaunchTask {
+  commandId: string;
+  taskId: string;
+  jobId: string;
+  attempt: number;
+  framework: Framework;
+  entrypoint: Entrypoint | undefined;
+  nodeRank: number;
+  numNodes: number;
+  /** GPU indices or MIG UUIDs allocated on this node (CUDA_VISIBLE_DEVICES). */
+  gpus: string[];
+  masterAddr: string;
+  masterPort: number;
+  hosts: LaunchHost[];
+  /** multi_task: the unit (trial / shard) number; -1 otherwise. */
+  unit: number;
+  /** Processes on this node when no GPU is allocated (CPU-only nodes). */
+  cpuProcesses: number;
+  jobName: string;
+}
+
+export interface StopTask {
+  commandId: string;
+  taskId: string;
+  jobId: string;
+  attempt: number;
+  reason: string;
+  /** SIGTERM, this grace, then SIGKILL to the whole process group. */
+  graceSeconds: number;
+}
+
+export interface DrainNode {
+  commandId: string;
+  /** false: undrain. */
+  drain: boolean;
+}
+
+export interface ForgetTasks {
+  taskIds: string[];
 }
 
 export interface HeartbeatAck {
@@ -951,7 +1140,7 @@ export const RegisterResponse: MessageFns<RegisterResponse> = {
 };
 
 function createBaseConnectRequest(): ConnectRequest {
-  return { nodeId: "", heartbeat: undefined };
+  return { nodeId: "", heartbeat: undefined, taskStatus: undefined, logChunk: undefined };
 }
 
 export const ConnectRequest: MessageFns<ConnectRequest> = {
@@ -961,6 +1150,12 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
     }
     if (message.heartbeat !== undefined) {
       Heartbeat.encode(message.heartbeat, writer.uint32(18).fork()).join();
+    }
+    if (message.taskStatus !== undefined) {
+      TaskStatus.encode(message.taskStatus, writer.uint32(26).fork()).join();
+    }
+    if (message.logChunk !== undefined) {
+      LogChunk.encode(message.logChunk, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -994,6 +1189,22 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
             message.heartbeat = Heartbeat.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.taskStatus = TaskStatus.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.logChunk = LogChunk.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1014,6 +1225,16 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
         ? globalThis.String(object.node_id)
         : "",
       heartbeat: isSet(object.heartbeat) ? Heartbeat.fromJSON(object.heartbeat) : undefined,
+      taskStatus: isSet(object.taskStatus)
+        ? TaskStatus.fromJSON(object.taskStatus)
+        : isSet(object.task_status)
+        ? TaskStatus.fromJSON(object.task_status)
+        : undefined,
+      logChunk: isSet(object.logChunk)
+        ? LogChunk.fromJSON(object.logChunk)
+        : isSet(object.log_chunk)
+        ? LogChunk.fromJSON(object.log_chunk)
+        : undefined,
     };
   },
 
@@ -1024,6 +1245,12 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
     }
     if (message.heartbeat !== undefined) {
       obj.heartbeat = Heartbeat.toJSON(message.heartbeat);
+    }
+    if (message.taskStatus !== undefined) {
+      obj.taskStatus = TaskStatus.toJSON(message.taskStatus);
+    }
+    if (message.logChunk !== undefined) {
+      obj.logChunk = LogChunk.toJSON(message.logChunk);
     }
     return obj;
   },
@@ -1037,12 +1264,18 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
     message.heartbeat = (object.heartbeat !== undefined && object.heartbeat !== null)
       ? Heartbeat.fromPartial(object.heartbeat)
       : undefined;
+    message.taskStatus = (object.taskStatus !== undefined && object.taskStatus !== null)
+      ? TaskStatus.fromPartial(object.taskStatus)
+      : undefined;
+    message.logChunk = (object.logChunk !== undefined && object.logChunk !== null)
+      ? LogChunk.fromPartial(object.logChunk)
+      : undefined;
     return message;
   },
 };
 
 function createBaseHeartbeat(): Heartbeat {
-  return { sentAt: undefined, seq: "0", gpus: [] };
+  return { sentAt: undefined, seq: "0", gpus: [], tasks: [], draining: false };
 }
 
 export const Heartbeat: MessageFns<Heartbeat> = {
@@ -1055,6 +1288,12 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     }
     for (const v of message.gpus) {
       GpuSample.encode(v!, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.tasks) {
+      TaskStatus.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.draining !== false) {
+      writer.uint32(40).bool(message.draining);
     }
     return writer;
   },
@@ -1096,6 +1335,22 @@ export const Heartbeat: MessageFns<Heartbeat> = {
             message.gpus.push(GpuSample.decode(reader, reader.uint32()));
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.tasks.push(TaskStatus.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.draining = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1117,6 +1372,8 @@ export const Heartbeat: MessageFns<Heartbeat> = {
         : undefined,
       seq: isSet(object.seq) ? globalThis.String(object.seq) : "0",
       gpus: globalThis.Array.isArray(object?.gpus) ? object.gpus.map((e: any) => GpuSample.fromJSON(e)) : [],
+      tasks: globalThis.Array.isArray(object?.tasks) ? object.tasks.map((e: any) => TaskStatus.fromJSON(e)) : [],
+      draining: isSet(object.draining) ? globalThis.Boolean(object.draining) : false,
     };
   },
 
@@ -1131,6 +1388,12 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     if (message.gpus?.length) {
       obj.gpus = message.gpus.map((e) => GpuSample.toJSON(e));
     }
+    if (message.tasks?.length) {
+      obj.tasks = message.tasks.map((e) => TaskStatus.toJSON(e));
+    }
+    if (message.draining !== false) {
+      obj.draining = message.draining;
+    }
     return obj;
   },
 
@@ -1142,6 +1405,686 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     message.sentAt = object.sentAt ?? undefined;
     message.seq = object.seq ?? "0";
     message.gpus = object.gpus?.map((e) => GpuSample.fromPartial(e)) || [];
+    message.tasks = object.tasks?.map((e) => TaskStatus.fromPartial(e)) || [];
+    message.draining = object.draining ?? false;
+    return message;
+  },
+};
+
+function createBaseTaskStatus(): TaskStatus {
+  return {
+    taskId: "",
+    jobId: "",
+    attempt: 0,
+    state: 0,
+    exitCode: undefined,
+    signal: "",
+    stopped: false,
+    step: undefined,
+    metrics: {},
+    message: "",
+    lastLines: [],
+    changedAt: undefined,
+    nodeRank: 0,
+  };
+}
+
+export const TaskStatus: MessageFns<TaskStatus> = {
+  encode(message: TaskStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.taskId !== "") {
+      writer.uint32(10).string(message.taskId);
+    }
+    if (message.jobId !== "") {
+      writer.uint32(18).string(message.jobId);
+    }
+    if (message.attempt !== 0) {
+      writer.uint32(24).int32(message.attempt);
+    }
+    if (message.state !== 0) {
+      writer.uint32(32).int32(message.state);
+    }
+    if (message.exitCode !== undefined) {
+      writer.uint32(40).int32(message.exitCode);
+    }
+    if (message.signal !== "") {
+      writer.uint32(50).string(message.signal);
+    }
+    if (message.stopped !== false) {
+      writer.uint32(56).bool(message.stopped);
+    }
+    if (message.step !== undefined) {
+      writer.uint32(64).int64(message.step);
+    }
+    globalThis.Object.entries(message.metrics).forEach(([key, value]: [string, number]) => {
+      TaskStatus_MetricsEntry.encode({ key: key as any, value }, writer.uint32(74).fork()).join();
+    });
+    if (message.message !== "") {
+      writer.uint32(82).string(message.message);
+    }
+    for (const v of message.lastLines) {
+      writer.uint32(90).string(v!);
+    }
+    if (message.changedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.changedAt), writer.uint32(98).fork()).join();
+    }
+    if (message.nodeRank !== 0) {
+      writer.uint32(104).int32(message.nodeRank);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TaskStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTaskStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.taskId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.attempt = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.exitCode = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.signal = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.stopped = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.step = reader.int64().toString();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            const entry9 = TaskStatus_MetricsEntry.decode(reader, reader.uint32());
+            if (entry9.value !== undefined) {
+              message.metrics[entry9.key] = entry9.value;
+            }
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.lastLines.push(reader.string());
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.changedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.nodeRank = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TaskStatus {
+    return {
+      taskId: isSet(object.taskId)
+        ? globalThis.String(object.taskId)
+        : isSet(object.task_id)
+        ? globalThis.String(object.task_id)
+        : "",
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
+      state: isSet(object.state) ? taskStateFromJSON(object.state) : 0,
+      exitCode: isSet(object.exitCode)
+        ? globalThis.Number(object.exitCode)
+        : isSet(object.exit_code)
+        ? globalThis.Number(object.exit_code)
+        : undefined,
+      signal: isSet(object.signal) ? globalThis.String(object.signal) : "",
+      stopped: isSet(object.stopped) ? globalThis.Boolean(object.stopped) : false,
+      step: isSet(object.step) ? globalThis.String(object.step) : undefined,
+      metrics: isObject(object.metrics)
+        ? (globalThis.Object.entries(object.metrics) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      lastLines: globalThis.Array.isArray(object?.lastLines)
+        ? object.lastLines.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.last_lines)
+        ? object.last_lines.map((e: any) => globalThis.String(e))
+        : [],
+      changedAt: isSet(object.changedAt)
+        ? fromJsonTimestamp(object.changedAt)
+        : isSet(object.changed_at)
+        ? fromJsonTimestamp(object.changed_at)
+        : undefined,
+      nodeRank: isSet(object.nodeRank)
+        ? globalThis.Number(object.nodeRank)
+        : isSet(object.node_rank)
+        ? globalThis.Number(object.node_rank)
+        : 0,
+    };
+  },
+
+  toJSON(message: TaskStatus): unknown {
+    const obj: any = {};
+    if (message.taskId !== "") {
+      obj.taskId = message.taskId;
+    }
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.attempt !== 0) {
+      obj.attempt = Math.round(message.attempt);
+    }
+    if (message.state !== 0) {
+      obj.state = taskStateToJSON(message.state);
+    }
+    if (message.exitCode !== undefined) {
+      obj.exitCode = Math.round(message.exitCode);
+    }
+    if (message.signal !== "") {
+      obj.signal = message.signal;
+    }
+    if (message.stopped !== false) {
+      obj.stopped = message.stopped;
+    }
+    if (message.step !== undefined) {
+      obj.step = message.step;
+    }
+    if (message.metrics) {
+      const entries = globalThis.Object.entries(message.metrics) as [string, number][];
+      if (entries.length > 0) {
+        obj.metrics = {};
+        entries.forEach(([k, v]) => {
+          obj.metrics[k] = floatToJson(v);
+        });
+      }
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.lastLines?.length) {
+      obj.lastLines = message.lastLines;
+    }
+    if (message.changedAt !== undefined) {
+      obj.changedAt = message.changedAt.toISOString();
+    }
+    if (message.nodeRank !== 0) {
+      obj.nodeRank = Math.round(message.nodeRank);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TaskStatus>): TaskStatus {
+    return TaskStatus.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TaskStatus>): TaskStatus {
+    const message = createBaseTaskStatus();
+    message.taskId = object.taskId ?? "";
+    message.jobId = object.jobId ?? "";
+    message.attempt = object.attempt ?? 0;
+    message.state = object.state ?? 0;
+    message.exitCode = object.exitCode ?? undefined;
+    message.signal = object.signal ?? "";
+    message.stopped = object.stopped ?? false;
+    message.step = object.step ?? undefined;
+    message.metrics = (globalThis.Object.entries(object.metrics ?? {}) as [string, number][]).reduce(
+      (acc: { [key: string]: number }, [key, value]: [string, number]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.Number(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.message = object.message ?? "";
+    message.lastLines = object.lastLines?.map((e) => e) || [];
+    message.changedAt = object.changedAt ?? undefined;
+    message.nodeRank = object.nodeRank ?? 0;
+    return message;
+  },
+};
+
+function createBaseTaskStatus_MetricsEntry(): TaskStatus_MetricsEntry {
+  return { key: "", value: 0 };
+}
+
+export const TaskStatus_MetricsEntry: MessageFns<TaskStatus_MetricsEntry> = {
+  encode(message: TaskStatus_MetricsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(17).double(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TaskStatus_MetricsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTaskStatus_MetricsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.value = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TaskStatus_MetricsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: TaskStatus_MetricsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== 0) {
+      obj.value = floatToJson(message.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TaskStatus_MetricsEntry>): TaskStatus_MetricsEntry {
+    return TaskStatus_MetricsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TaskStatus_MetricsEntry>): TaskStatus_MetricsEntry {
+    const message = createBaseTaskStatus_MetricsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseLogLine(): LogLine {
+  return { rank: 0, stream: "", text: "", at: undefined };
+}
+
+export const LogLine: MessageFns<LogLine> = {
+  encode(message: LogLine, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rank !== 0) {
+      writer.uint32(8).int32(message.rank);
+    }
+    if (message.stream !== "") {
+      writer.uint32(18).string(message.stream);
+    }
+    if (message.text !== "") {
+      writer.uint32(26).string(message.text);
+    }
+    if (message.at !== undefined) {
+      Timestamp.encode(toTimestamp(message.at), writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LogLine {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLogLine();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.rank = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.stream = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.text = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.at = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LogLine {
+    return {
+      rank: isSet(object.rank) ? globalThis.Number(object.rank) : 0,
+      stream: isSet(object.stream) ? globalThis.String(object.stream) : "",
+      text: isSet(object.text) ? globalThis.String(object.text) : "",
+      at: isSet(object.at) ? fromJsonTimestamp(object.at) : undefined,
+    };
+  },
+
+  toJSON(message: LogLine): unknown {
+    const obj: any = {};
+    if (message.rank !== 0) {
+      obj.rank = Math.round(message.rank);
+    }
+    if (message.stream !== "") {
+      obj.stream = message.stream;
+    }
+    if (message.text !== "") {
+      obj.text = message.text;
+    }
+    if (message.at !== undefined) {
+      obj.at = message.at.toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LogLine>): LogLine {
+    return LogLine.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LogLine>): LogLine {
+    const message = createBaseLogLine();
+    message.rank = object.rank ?? 0;
+    message.stream = object.stream ?? "";
+    message.text = object.text ?? "";
+    message.at = object.at ?? undefined;
+    return message;
+  },
+};
+
+function createBaseLogChunk(): LogChunk {
+  return { taskId: "", jobId: "", attempt: 0, nodeRank: 0, lines: [] };
+}
+
+export const LogChunk: MessageFns<LogChunk> = {
+  encode(message: LogChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.taskId !== "") {
+      writer.uint32(10).string(message.taskId);
+    }
+    if (message.jobId !== "") {
+      writer.uint32(18).string(message.jobId);
+    }
+    if (message.attempt !== 0) {
+      writer.uint32(24).int32(message.attempt);
+    }
+    if (message.nodeRank !== 0) {
+      writer.uint32(32).int32(message.nodeRank);
+    }
+    for (const v of message.lines) {
+      LogLine.encode(v!, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LogChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLogChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.taskId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.attempt = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.nodeRank = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.lines.push(LogLine.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LogChunk {
+    return {
+      taskId: isSet(object.taskId)
+        ? globalThis.String(object.taskId)
+        : isSet(object.task_id)
+        ? globalThis.String(object.task_id)
+        : "",
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
+      nodeRank: isSet(object.nodeRank)
+        ? globalThis.Number(object.nodeRank)
+        : isSet(object.node_rank)
+        ? globalThis.Number(object.node_rank)
+        : 0,
+      lines: globalThis.Array.isArray(object?.lines)
+        ? object.lines.map((e: any) => LogLine.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: LogChunk): unknown {
+    const obj: any = {};
+    if (message.taskId !== "") {
+      obj.taskId = message.taskId;
+    }
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.attempt !== 0) {
+      obj.attempt = Math.round(message.attempt);
+    }
+    if (message.nodeRank !== 0) {
+      obj.nodeRank = Math.round(message.nodeRank);
+    }
+    if (message.lines?.length) {
+      obj.lines = message.lines.map((e) => LogLine.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LogChunk>): LogChunk {
+    return LogChunk.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LogChunk>): LogChunk {
+    const message = createBaseLogChunk();
+    message.taskId = object.taskId ?? "";
+    message.jobId = object.jobId ?? "";
+    message.attempt = object.attempt ?? 0;
+    message.nodeRank = object.nodeRank ?? 0;
+    message.lines = object.lines?.map((e) => LogLine.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1323,13 +2266,25 @@ export const GpuSample: MessageFns<GpuSample> = {
 };
 
 function createBaseConnectResponse(): ConnectResponse {
-  return { heartbeatAck: undefined };
+  return { heartbeatAck: undefined, launch: undefined, stop: undefined, drain: undefined, forget: undefined };
 }
 
 export const ConnectResponse: MessageFns<ConnectResponse> = {
   encode(message: ConnectResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.heartbeatAck !== undefined) {
       HeartbeatAck.encode(message.heartbeatAck, writer.uint32(10).fork()).join();
+    }
+    if (message.launch !== undefined) {
+      LaunchTask.encode(message.launch, writer.uint32(18).fork()).join();
+    }
+    if (message.stop !== undefined) {
+      StopTask.encode(message.stop, writer.uint32(26).fork()).join();
+    }
+    if (message.drain !== undefined) {
+      DrainNode.encode(message.drain, writer.uint32(34).fork()).join();
+    }
+    if (message.forget !== undefined) {
+      ForgetTasks.encode(message.forget, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -1355,6 +2310,38 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
             message.heartbeatAck = HeartbeatAck.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.launch = LaunchTask.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.stop = StopTask.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.drain = DrainNode.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.forget = ForgetTasks.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1374,6 +2361,10 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
         : isSet(object.heartbeat_ack)
         ? HeartbeatAck.fromJSON(object.heartbeat_ack)
         : undefined,
+      launch: isSet(object.launch) ? LaunchTask.fromJSON(object.launch) : undefined,
+      stop: isSet(object.stop) ? StopTask.fromJSON(object.stop) : undefined,
+      drain: isSet(object.drain) ? DrainNode.fromJSON(object.drain) : undefined,
+      forget: isSet(object.forget) ? ForgetTasks.fromJSON(object.forget) : undefined,
     };
   },
 
@@ -1381,6 +2372,18 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
     const obj: any = {};
     if (message.heartbeatAck !== undefined) {
       obj.heartbeatAck = HeartbeatAck.toJSON(message.heartbeatAck);
+    }
+    if (message.launch !== undefined) {
+      obj.launch = LaunchTask.toJSON(message.launch);
+    }
+    if (message.stop !== undefined) {
+      obj.stop = StopTask.toJSON(message.stop);
+    }
+    if (message.drain !== undefined) {
+      obj.drain = DrainNode.toJSON(message.drain);
+    }
+    if (message.forget !== undefined) {
+      obj.forget = ForgetTasks.toJSON(message.forget);
     }
     return obj;
   },
@@ -1393,6 +2396,1067 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
     message.heartbeatAck = (object.heartbeatAck !== undefined && object.heartbeatAck !== null)
       ? HeartbeatAck.fromPartial(object.heartbeatAck)
       : undefined;
+    message.launch = (object.launch !== undefined && object.launch !== null)
+      ? LaunchTask.fromPartial(object.launch)
+      : undefined;
+    message.stop = (object.stop !== undefined && object.stop !== null) ? StopTask.fromPartial(object.stop) : undefined;
+    message.drain = (object.drain !== undefined && object.drain !== null)
+      ? DrainNode.fromPartial(object.drain)
+      : undefined;
+    message.forget = (object.forget !== undefined && object.forget !== null)
+      ? ForgetTasks.fromPartial(object.forget)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseLaunchHost(): LaunchHost {
+  return { host: "", slots: 0, port: 0 };
+}
+
+export const LaunchHost: MessageFns<LaunchHost> = {
+  encode(message: LaunchHost, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.host !== "") {
+      writer.uint32(10).string(message.host);
+    }
+    if (message.slots !== 0) {
+      writer.uint32(16).int32(message.slots);
+    }
+    if (message.port !== 0) {
+      writer.uint32(24).int32(message.port);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LaunchHost {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLaunchHost();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.slots = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.port = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LaunchHost {
+    return {
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      slots: isSet(object.slots) ? globalThis.Number(object.slots) : 0,
+      port: isSet(object.port) ? globalThis.Number(object.port) : 0,
+    };
+  },
+
+  toJSON(message: LaunchHost): unknown {
+    const obj: any = {};
+    if (message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.slots !== 0) {
+      obj.slots = Math.round(message.slots);
+    }
+    if (message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LaunchHost>): LaunchHost {
+    return LaunchHost.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LaunchHost>): LaunchHost {
+    const message = createBaseLaunchHost();
+    message.host = object.host ?? "";
+    message.slots = object.slots ?? 0;
+    message.port = object.port ?? 0;
+    return message;
+  },
+};
+
+function createBaseEntrypoint(): Entrypoint {
+  return { uri: "", command: [], commandShell: false, args: [], env: {}, workingDir: "" };
+}
+
+export const Entrypoint: MessageFns<Entrypoint> = {
+  encode(message: Entrypoint, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.uri !== "") {
+      writer.uint32(10).string(message.uri);
+    }
+    for (const v of message.command) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.commandShell !== false) {
+      writer.uint32(24).bool(message.commandShell);
+    }
+    for (const v of message.args) {
+      writer.uint32(34).string(v!);
+    }
+    globalThis.Object.entries(message.env).forEach(([key, value]: [string, string]) => {
+      Entrypoint_EnvEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
+    });
+    if (message.workingDir !== "") {
+      writer.uint32(50).string(message.workingDir);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Entrypoint {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEntrypoint();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.uri = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.command.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.commandShell = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.args.push(reader.string());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const entry5 = Entrypoint_EnvEntry.decode(reader, reader.uint32());
+            if (entry5.value !== undefined) {
+              message.env[entry5.key] = entry5.value;
+            }
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.workingDir = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Entrypoint {
+    return {
+      uri: isSet(object.uri) ? globalThis.String(object.uri) : "",
+      command: globalThis.Array.isArray(object?.command) ? object.command.map((e: any) => globalThis.String(e)) : [],
+      commandShell: isSet(object.commandShell)
+        ? globalThis.Boolean(object.commandShell)
+        : isSet(object.command_shell)
+        ? globalThis.Boolean(object.command_shell)
+        : false,
+      args: globalThis.Array.isArray(object?.args) ? object.args.map((e: any) => globalThis.String(e)) : [],
+      env: isObject(object.env)
+        ? (globalThis.Object.entries(object.env) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      workingDir: isSet(object.workingDir)
+        ? globalThis.String(object.workingDir)
+        : isSet(object.working_dir)
+        ? globalThis.String(object.working_dir)
+        : "",
+    };
+  },
+
+  toJSON(message: Entrypoint): unknown {
+    const obj: any = {};
+    if (message.uri !== "") {
+      obj.uri = message.uri;
+    }
+    if (message.command?.length) {
+      obj.command = message.command;
+    }
+    if (message.commandShell !== false) {
+      obj.commandShell = message.commandShell;
+    }
+    if (message.args?.length) {
+      obj.args = message.args;
+    }
+    if (message.env) {
+      const entries = globalThis.Object.entries(message.env) as [string, string][];
+      if (entries.length > 0) {
+        obj.env = {};
+        entries.forEach(([k, v]) => {
+          obj.env[k] = v;
+        });
+      }
+    }
+    if (message.workingDir !== "") {
+      obj.workingDir = message.workingDir;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Entrypoint>): Entrypoint {
+    return Entrypoint.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Entrypoint>): Entrypoint {
+    const message = createBaseEntrypoint();
+    message.uri = object.uri ?? "";
+    message.command = object.command?.map((e) => e) || [];
+    message.commandShell = object.commandShell ?? false;
+    message.args = object.args?.map((e) => e) || [];
+    message.env = (globalThis.Object.entries(object.env ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.workingDir = object.workingDir ?? "";
+    return message;
+  },
+};
+
+function createBaseEntrypoint_EnvEntry(): Entrypoint_EnvEntry {
+  return { key: "", value: "" };
+}
+
+export const Entrypoint_EnvEntry: MessageFns<Entrypoint_EnvEntry> = {
+  encode(message: Entrypoint_EnvEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Entrypoint_EnvEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEntrypoint_EnvEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Entrypoint_EnvEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: Entrypoint_EnvEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Entrypoint_EnvEntry>): Entrypoint_EnvEntry {
+    return Entrypoint_EnvEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Entrypoint_EnvEntry>): Entrypoint_EnvEntry {
+    const message = createBaseEntrypoint_EnvEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseLaunchTask(): LaunchTask {
+  return {
+    commandId: "",
+    taskId: "",
+    jobId: "",
+    attempt: 0,
+    framework: 0,
+    entrypoint: undefined,
+    nodeRank: 0,
+    numNodes: 0,
+    gpus: [],
+    masterAddr: "",
+    masterPort: 0,
+    hosts: [],
+    unit: 0,
+    cpuProcesses: 0,
+    jobName: "",
+  };
+}
+
+export const LaunchTask: MessageFns<LaunchTask> = {
+  encode(message: LaunchTask, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.commandId !== "") {
+      writer.uint32(10).string(message.commandId);
+    }
+    if (message.taskId !== "") {
+      writer.uint32(18).string(message.taskId);
+    }
+    if (message.jobId !== "") {
+      writer.uint32(26).string(message.jobId);
+    }
+    if (message.attempt !== 0) {
+      writer.uint32(32).int32(message.attempt);
+    }
+    if (message.framework !== 0) {
+      writer.uint32(40).int32(message.framework);
+    }
+    if (message.entrypoint !== undefined) {
+      Entrypoint.encode(message.entrypoint, writer.uint32(50).fork()).join();
+    }
+    if (message.nodeRank !== 0) {
+      writer.uint32(56).int32(message.nodeRank);
+    }
+    if (message.numNodes !== 0) {
+      writer.uint32(64).int32(message.numNodes);
+    }
+    for (const v of message.gpus) {
+      writer.uint32(74).string(v!);
+    }
+    if (message.masterAddr !== "") {
+      writer.uint32(82).string(message.masterAddr);
+    }
+    if (message.masterPort !== 0) {
+      writer.uint32(88).int32(message.masterPort);
+    }
+    for (const v of message.hosts) {
+      LaunchHost.encode(v!, writer.uint32(98).fork()).join();
+    }
+    if (message.unit !== 0) {
+      writer.uint32(104).int32(message.unit);
+    }
+    if (message.cpuProcesses !== 0) {
+      writer.uint32(112).int32(message.cpuProcesses);
+    }
+    if (message.jobName !== "") {
+      writer.uint32(122).string(message.jobName);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LaunchTask {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLaunchTask();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.commandId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.taskId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.attempt = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.framework = reader.int32() as any;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.entrypoint = Entrypoint.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.nodeRank = reader.int32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.numNodes = reader.int32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.gpus.push(reader.string());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.masterAddr = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.masterPort = reader.int32();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.hosts.push(LaunchHost.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.unit = reader.int32();
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.cpuProcesses = reader.int32();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.jobName = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LaunchTask {
+    return {
+      commandId: isSet(object.commandId)
+        ? globalThis.String(object.commandId)
+        : isSet(object.command_id)
+        ? globalThis.String(object.command_id)
+        : "",
+      taskId: isSet(object.taskId)
+        ? globalThis.String(object.taskId)
+        : isSet(object.task_id)
+        ? globalThis.String(object.task_id)
+        : "",
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
+      framework: isSet(object.framework) ? frameworkFromJSON(object.framework) : 0,
+      entrypoint: isSet(object.entrypoint) ? Entrypoint.fromJSON(object.entrypoint) : undefined,
+      nodeRank: isSet(object.nodeRank)
+        ? globalThis.Number(object.nodeRank)
+        : isSet(object.node_rank)
+        ? globalThis.Number(object.node_rank)
+        : 0,
+      numNodes: isSet(object.numNodes)
+        ? globalThis.Number(object.numNodes)
+        : isSet(object.num_nodes)
+        ? globalThis.Number(object.num_nodes)
+        : 0,
+      gpus: globalThis.Array.isArray(object?.gpus)
+        ? object.gpus.map((e: any) => globalThis.String(e))
+        : [],
+      masterAddr: isSet(object.masterAddr)
+        ? globalThis.String(object.masterAddr)
+        : isSet(object.master_addr)
+        ? globalThis.String(object.master_addr)
+        : "",
+      masterPort: isSet(object.masterPort)
+        ? globalThis.Number(object.masterPort)
+        : isSet(object.master_port)
+        ? globalThis.Number(object.master_port)
+        : 0,
+      hosts: globalThis.Array.isArray(object?.hosts)
+        ? object.hosts.map((e: any) => LaunchHost.fromJSON(e))
+        : [],
+      unit: isSet(object.unit) ? globalThis.Number(object.unit) : 0,
+      cpuProcesses: isSet(object.cpuProcesses)
+        ? globalThis.Number(object.cpuProcesses)
+        : isSet(object.cpu_processes)
+        ? globalThis.Number(object.cpu_processes)
+        : 0,
+      jobName: isSet(object.jobName)
+        ? globalThis.String(object.jobName)
+        : isSet(object.job_name)
+        ? globalThis.String(object.job_name)
+        : "",
+    };
+  },
+
+  toJSON(message: LaunchTask): unknown {
+    const obj: any = {};
+    if (message.commandId !== "") {
+      obj.commandId = message.commandId;
+    }
+    if (message.taskId !== "") {
+      obj.taskId = message.taskId;
+    }
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.attempt !== 0) {
+      obj.attempt = Math.round(message.attempt);
+    }
+    if (message.framework !== 0) {
+      obj.framework = frameworkToJSON(message.framework);
+    }
+    if (message.entrypoint !== undefined) {
+      obj.entrypoint = Entrypoint.toJSON(message.entrypoint);
+    }
+    if (message.nodeRank !== 0) {
+      obj.nodeRank = Math.round(message.nodeRank);
+    }
+    if (message.numNodes !== 0) {
+      obj.numNodes = Math.round(message.numNodes);
+    }
+    if (message.gpus?.length) {
+      obj.gpus = message.gpus;
+    }
+    if (message.masterAddr !== "") {
+      obj.masterAddr = message.masterAddr;
+    }
+    if (message.masterPort !== 0) {
+      obj.masterPort = Math.round(message.masterPort);
+    }
+    if (message.hosts?.length) {
+      obj.hosts = message.hosts.map((e) => LaunchHost.toJSON(e));
+    }
+    if (message.unit !== 0) {
+      obj.unit = Math.round(message.unit);
+    }
+    if (message.cpuProcesses !== 0) {
+      obj.cpuProcesses = Math.round(message.cpuProcesses);
+    }
+    if (message.jobName !== "") {
+      obj.jobName = message.jobName;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LaunchTask>): LaunchTask {
+    return LaunchTask.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LaunchTask>): LaunchTask {
+    const message = createBaseLaunchTask();
+    message.commandId = object.commandId ?? "";
+    message.taskId = object.taskId ?? "";
+    message.jobId = object.jobId ?? "";
+    message.attempt = object.attempt ?? 0;
+    message.framework = object.framework ?? 0;
+    message.entrypoint = (object.entrypoint !== undefined && object.entrypoint !== null)
+      ? Entrypoint.fromPartial(object.entrypoint)
+      : undefined;
+    message.nodeRank = object.nodeRank ?? 0;
+    message.numNodes = object.numNodes ?? 0;
+    message.gpus = object.gpus?.map((e) => e) || [];
+    message.masterAddr = object.masterAddr ?? "";
+    message.masterPort = object.masterPort ?? 0;
+    message.hosts = object.hosts?.map((e) => LaunchHost.fromPartial(e)) || [];
+    message.unit = object.unit ?? 0;
+    message.cpuProcesses = object.cpuProcesses ?? 0;
+    message.jobName = object.jobName ?? "";
+    return message;
+  },
+};
+
+function createBaseStopTask(): StopTask {
+  return { commandId: "", taskId: "", jobId: "", attempt: 0, reason: "", graceSeconds: 0 };
+}
+
+export const StopTask: MessageFns<StopTask> = {
+  encode(message: StopTask, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.commandId !== "") {
+      writer.uint32(10).string(message.commandId);
+    }
+    if (message.taskId !== "") {
+      writer.uint32(18).string(message.taskId);
+    }
+    if (message.jobId !== "") {
+      writer.uint32(26).string(message.jobId);
+    }
+    if (message.attempt !== 0) {
+      writer.uint32(32).int32(message.attempt);
+    }
+    if (message.reason !== "") {
+      writer.uint32(42).string(message.reason);
+    }
+    if (message.graceSeconds !== 0) {
+      writer.uint32(48).int32(message.graceSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StopTask {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStopTask();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.commandId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.taskId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.attempt = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.graceSeconds = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StopTask {
+    return {
+      commandId: isSet(object.commandId)
+        ? globalThis.String(object.commandId)
+        : isSet(object.command_id)
+        ? globalThis.String(object.command_id)
+        : "",
+      taskId: isSet(object.taskId)
+        ? globalThis.String(object.taskId)
+        : isSet(object.task_id)
+        ? globalThis.String(object.task_id)
+        : "",
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      graceSeconds: isSet(object.graceSeconds)
+        ? globalThis.Number(object.graceSeconds)
+        : isSet(object.grace_seconds)
+        ? globalThis.Number(object.grace_seconds)
+        : 0,
+    };
+  },
+
+  toJSON(message: StopTask): unknown {
+    const obj: any = {};
+    if (message.commandId !== "") {
+      obj.commandId = message.commandId;
+    }
+    if (message.taskId !== "") {
+      obj.taskId = message.taskId;
+    }
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.attempt !== 0) {
+      obj.attempt = Math.round(message.attempt);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.graceSeconds !== 0) {
+      obj.graceSeconds = Math.round(message.graceSeconds);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<StopTask>): StopTask {
+    return StopTask.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StopTask>): StopTask {
+    const message = createBaseStopTask();
+    message.commandId = object.commandId ?? "";
+    message.taskId = object.taskId ?? "";
+    message.jobId = object.jobId ?? "";
+    message.attempt = object.attempt ?? 0;
+    message.reason = object.reason ?? "";
+    message.graceSeconds = object.graceSeconds ?? 0;
+    return message;
+  },
+};
+
+function createBaseDrainNode(): DrainNode {
+  return { commandId: "", drain: false };
+}
+
+export const DrainNode: MessageFns<DrainNode> = {
+  encode(message: DrainNode, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.commandId !== "") {
+      writer.uint32(10).string(message.commandId);
+    }
+    if (message.drain !== false) {
+      writer.uint32(16).bool(message.drain);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DrainNode {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDrainNode();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.commandId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.drain = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DrainNode {
+    return {
+      commandId: isSet(object.commandId)
+        ? globalThis.String(object.commandId)
+        : isSet(object.command_id)
+        ? globalThis.String(object.command_id)
+        : "",
+      drain: isSet(object.drain) ? globalThis.Boolean(object.drain) : false,
+    };
+  },
+
+  toJSON(message: DrainNode): unknown {
+    const obj: any = {};
+    if (message.commandId !== "") {
+      obj.commandId = message.commandId;
+    }
+    if (message.drain !== false) {
+      obj.drain = message.drain;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DrainNode>): DrainNode {
+    return DrainNode.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DrainNode>): DrainNode {
+    const message = createBaseDrainNode();
+    message.commandId = object.commandId ?? "";
+    message.drain = object.drain ?? false;
+    return message;
+  },
+};
+
+function createBaseForgetTasks(): ForgetTasks {
+  return { taskIds: [] };
+}
+
+export const ForgetTasks: MessageFns<ForgetTasks> = {
+  encode(message: ForgetTasks, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.taskIds) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForgetTasks {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForgetTasks();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.taskIds.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForgetTasks {
+    return {
+      taskIds: globalThis.Array.isArray(object?.taskIds)
+        ? object.taskIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.task_ids)
+        ? object.task_ids.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ForgetTasks): unknown {
+    const obj: any = {};
+    if (message.taskIds?.length) {
+      obj.taskIds = message.taskIds;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ForgetTasks>): ForgetTasks {
+    return ForgetTasks.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ForgetTasks>): ForgetTasks {
+    const message = createBaseForgetTasks();
+    message.taskIds = object.taskIds?.map((e) => e) || [];
     return message;
   },
 };
@@ -1558,6 +3622,10 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {

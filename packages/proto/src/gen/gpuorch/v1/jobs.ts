@@ -42,6 +42,72 @@ import {
   Target,
 } from "./common.js";
 
+export enum JobTaskState {
+  JOB_TASK_STATE_UNSPECIFIED = 0,
+  /** JOB_TASK_STATE_ASSIGNED - Placed; launch not yet confirmed by the agent. */
+  JOB_TASK_STATE_ASSIGNED = 1,
+  JOB_TASK_STATE_RUNNING = 2,
+  JOB_TASK_STATE_SUCCEEDED = 3,
+  JOB_TASK_STATE_FAILED = 4,
+  /** JOB_TASK_STATE_STOPPED - Stopped by cancel, a failing peer or a requeue. */
+  JOB_TASK_STATE_STOPPED = 5,
+  /** JOB_TASK_STATE_LOST - Its node was lost, or the agent no longer knew it. */
+  JOB_TASK_STATE_LOST = 6,
+  UNRECOGNIZED = -1,
+}
+
+export function jobTaskStateFromJSON(object: any): JobTaskState {
+  switch (object) {
+    case 0:
+    case "JOB_TASK_STATE_UNSPECIFIED":
+      return JobTaskState.JOB_TASK_STATE_UNSPECIFIED;
+    case 1:
+    case "JOB_TASK_STATE_ASSIGNED":
+      return JobTaskState.JOB_TASK_STATE_ASSIGNED;
+    case 2:
+    case "JOB_TASK_STATE_RUNNING":
+      return JobTaskState.JOB_TASK_STATE_RUNNING;
+    case 3:
+    case "JOB_TASK_STATE_SUCCEEDED":
+      return JobTaskState.JOB_TASK_STATE_SUCCEEDED;
+    case 4:
+    case "JOB_TASK_STATE_FAILED":
+      return JobTaskState.JOB_TASK_STATE_FAILED;
+    case 5:
+    case "JOB_TASK_STATE_STOPPED":
+      return JobTaskState.JOB_TASK_STATE_STOPPED;
+    case 6:
+    case "JOB_TASK_STATE_LOST":
+      return JobTaskState.JOB_TASK_STATE_LOST;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return JobTaskState.UNRECOGNIZED;
+  }
+}
+
+export function jobTaskStateToJSON(object: JobTaskState): string {
+  switch (object) {
+    case JobTaskState.JOB_TASK_STATE_UNSPECIFIED:
+      return "JOB_TASK_STATE_UNSPECIFIED";
+    case JobTaskState.JOB_TASK_STATE_ASSIGNED:
+      return "JOB_TASK_STATE_ASSIGNED";
+    case JobTaskState.JOB_TASK_STATE_RUNNING:
+      return "JOB_TASK_STATE_RUNNING";
+    case JobTaskState.JOB_TASK_STATE_SUCCEEDED:
+      return "JOB_TASK_STATE_SUCCEEDED";
+    case JobTaskState.JOB_TASK_STATE_FAILED:
+      return "JOB_TASK_STATE_FAILED";
+    case JobTaskState.JOB_TASK_STATE_STOPPED:
+      return "JOB_TASK_STATE_STOPPED";
+    case JobTaskState.JOB_TASK_STATE_LOST:
+      return "JOB_TASK_STATE_LOST";
+    case JobTaskState.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface Job {
   id: string;
   name: string;
@@ -97,7 +163,29 @@ export interface GetJobRequest {
 }
 
 export interface GetJobResponse {
-  job: Job | undefined;
+  job:
+    | Job
+    | undefined;
+  /** The tasks of the current attempt (one per node, or per multi_task unit). */
+  tasks: JobTask[];
+}
+
+export interface JobTask {
+  id: string;
+  attempt: number;
+  nodeId: string;
+  hostname: string;
+  nodeRank: number;
+  numNodes: number;
+  /** multi_task unit number; -1 for single_cluster. */
+  unit: number;
+  gpuIndices: number[];
+  state: JobTaskState;
+  exitCode?: number | undefined;
+  step?: string | undefined;
+  reason: string;
+  startedAt: Date | undefined;
+  endedAt: Date | undefined;
 }
 
 export interface ListJobsRequest {
@@ -161,6 +249,38 @@ export interface ListArtifactsRequest {
 
 export interface ListArtifactsResponse {
   artifacts: Artifact[];
+}
+
+export interface GetJobLogsRequest {
+  jobId: string;
+  /** Only this rank's lines (global rank; node rank for untagged output). */
+  rank?:
+    | number
+    | undefined;
+  /** Only the last N stored lines (0: all). Applied before following. */
+  tail: number;
+  /** Keep the stream open and send new lines until the job is terminal. */
+  follow: boolean;
+  /** Resume: only lines with seq > after_seq. */
+  afterSeq: string;
+  /** Only this attempt (0: every attempt). */
+  attempt: number;
+}
+
+export interface JobLogLine {
+  /** Increasing per job; a gap-free order of what was stored. */
+  seq: string;
+  attempt: number;
+  rank: number;
+  nodeRank: number;
+  /** "stdout" | "stderr" | "system" (markers, e.g. older lines dropped) */
+  stream: string;
+  text: string;
+  at: Date | undefined;
+}
+
+export interface GetJobLogsResponse {
+  lines: JobLogLine[];
 }
 
 function createBaseJob(): Job {
@@ -1006,13 +1126,16 @@ export const GetJobRequest: MessageFns<GetJobRequest> = {
 };
 
 function createBaseGetJobResponse(): GetJobResponse {
-  return { job: undefined };
+  return { job: undefined, tasks: [] };
 }
 
 export const GetJobResponse: MessageFns<GetJobResponse> = {
   encode(message: GetJobResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.job !== undefined) {
       Job.encode(message.job, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.tasks) {
+      JobTask.encode(v!, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -1038,6 +1161,14 @@ export const GetJobResponse: MessageFns<GetJobResponse> = {
             message.job = Job.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.tasks.push(JobTask.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1051,13 +1182,19 @@ export const GetJobResponse: MessageFns<GetJobResponse> = {
   },
 
   fromJSON(object: any): GetJobResponse {
-    return { job: isSet(object.job) ? Job.fromJSON(object.job) : undefined };
+    return {
+      job: isSet(object.job) ? Job.fromJSON(object.job) : undefined,
+      tasks: globalThis.Array.isArray(object?.tasks) ? object.tasks.map((e: any) => JobTask.fromJSON(e)) : [],
+    };
   },
 
   toJSON(message: GetJobResponse): unknown {
     const obj: any = {};
     if (message.job !== undefined) {
       obj.job = Job.toJSON(message.job);
+    }
+    if (message.tasks?.length) {
+      obj.tasks = message.tasks.map((e) => JobTask.toJSON(e));
     }
     return obj;
   },
@@ -1068,6 +1205,341 @@ export const GetJobResponse: MessageFns<GetJobResponse> = {
   fromPartial(object: DeepPartial<GetJobResponse>): GetJobResponse {
     const message = createBaseGetJobResponse();
     message.job = (object.job !== undefined && object.job !== null) ? Job.fromPartial(object.job) : undefined;
+    message.tasks = object.tasks?.map((e) => JobTask.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseJobTask(): JobTask {
+  return {
+    id: "",
+    attempt: 0,
+    nodeId: "",
+    hostname: "",
+    nodeRank: 0,
+    numNodes: 0,
+    unit: 0,
+    gpuIndices: [],
+    state: 0,
+    exitCode: undefined,
+    step: undefined,
+    reason: "",
+    startedAt: undefined,
+    endedAt: undefined,
+  };
+}
+
+export const JobTask: MessageFns<JobTask> = {
+  encode(message: JobTask, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.attempt !== 0) {
+      writer.uint32(16).int32(message.attempt);
+    }
+    if (message.nodeId !== "") {
+      writer.uint32(26).string(message.nodeId);
+    }
+    if (message.hostname !== "") {
+      writer.uint32(34).string(message.hostname);
+    }
+    if (message.nodeRank !== 0) {
+      writer.uint32(40).int32(message.nodeRank);
+    }
+    if (message.numNodes !== 0) {
+      writer.uint32(48).int32(message.numNodes);
+    }
+    if (message.unit !== 0) {
+      writer.uint32(56).int32(message.unit);
+    }
+    if (message.gpuIndices.length !== 0) {
+      writer.uint32(66).fork();
+      for (const v of message.gpuIndices) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    if (message.state !== 0) {
+      writer.uint32(72).int32(message.state);
+    }
+    if (message.exitCode !== undefined) {
+      writer.uint32(80).int32(message.exitCode);
+    }
+    if (message.step !== undefined) {
+      writer.uint32(88).int64(message.step);
+    }
+    if (message.reason !== "") {
+      writer.uint32(98).string(message.reason);
+    }
+    if (message.startedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.startedAt), writer.uint32(106).fork()).join();
+    }
+    if (message.endedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.endedAt), writer.uint32(114).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JobTask {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJobTask();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.attempt = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.hostname = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.nodeRank = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.numNodes = reader.int32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.unit = reader.int32();
+            continue;
+          }
+          case 8: {
+            if (tag === 64) {
+              message.gpuIndices.push(reader.int32());
+
+              continue;
+            }
+
+            if (tag === 66) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.gpuIndices.push(reader.int32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.exitCode = reader.int32();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.step = reader.int64().toString();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.startedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.endedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): JobTask {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
+      nodeId: isSet(object.nodeId)
+        ? globalThis.String(object.nodeId)
+        : isSet(object.node_id)
+        ? globalThis.String(object.node_id)
+        : "",
+      hostname: isSet(object.hostname) ? globalThis.String(object.hostname) : "",
+      nodeRank: isSet(object.nodeRank)
+        ? globalThis.Number(object.nodeRank)
+        : isSet(object.node_rank)
+        ? globalThis.Number(object.node_rank)
+        : 0,
+      numNodes: isSet(object.numNodes)
+        ? globalThis.Number(object.numNodes)
+        : isSet(object.num_nodes)
+        ? globalThis.Number(object.num_nodes)
+        : 0,
+      unit: isSet(object.unit) ? globalThis.Number(object.unit) : 0,
+      gpuIndices: globalThis.Array.isArray(object?.gpuIndices)
+        ? object.gpuIndices.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.gpu_indices)
+        ? object.gpu_indices.map((e: any) => globalThis.Number(e))
+        : [],
+      state: isSet(object.state) ? jobTaskStateFromJSON(object.state) : 0,
+      exitCode: isSet(object.exitCode)
+        ? globalThis.Number(object.exitCode)
+        : isSet(object.exit_code)
+        ? globalThis.Number(object.exit_code)
+        : undefined,
+      step: isSet(object.step) ? globalThis.String(object.step) : undefined,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      startedAt: isSet(object.startedAt)
+        ? fromJsonTimestamp(object.startedAt)
+        : isSet(object.started_at)
+        ? fromJsonTimestamp(object.started_at)
+        : undefined,
+      endedAt: isSet(object.endedAt)
+        ? fromJsonTimestamp(object.endedAt)
+        : isSet(object.ended_at)
+        ? fromJsonTimestamp(object.ended_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: JobTask): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.attempt !== 0) {
+      obj.attempt = Math.round(message.attempt);
+    }
+    if (message.nodeId !== "") {
+      obj.nodeId = message.nodeId;
+    }
+    if (message.hostname !== "") {
+      obj.hostname = message.hostname;
+    }
+    if (message.nodeRank !== 0) {
+      obj.nodeRank = Math.round(message.nodeRank);
+    }
+    if (message.numNodes !== 0) {
+      obj.numNodes = Math.round(message.numNodes);
+    }
+    if (message.unit !== 0) {
+      obj.unit = Math.round(message.unit);
+    }
+    if (message.gpuIndices?.length) {
+      obj.gpuIndices = message.gpuIndices.map((e) => Math.round(e));
+    }
+    if (message.state !== 0) {
+      obj.state = jobTaskStateToJSON(message.state);
+    }
+    if (message.exitCode !== undefined) {
+      obj.exitCode = Math.round(message.exitCode);
+    }
+    if (message.step !== undefined) {
+      obj.step = message.step;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.startedAt !== undefined) {
+      obj.startedAt = message.startedAt.toISOString();
+    }
+    if (message.endedAt !== undefined) {
+      obj.endedAt = message.endedAt.toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<JobTask>): JobTask {
+    return JobTask.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<JobTask>): JobTask {
+    const message = createBaseJobTask();
+    message.id = object.id ?? "";
+    message.attempt = object.attempt ?? 0;
+    message.nodeId = object.nodeId ?? "";
+    message.hostname = object.hostname ?? "";
+    message.nodeRank = object.nodeRank ?? 0;
+    message.numNodes = object.numNodes ?? 0;
+    message.unit = object.unit ?? 0;
+    message.gpuIndices = object.gpuIndices?.map((e) => e) || [];
+    message.state = object.state ?? 0;
+    message.exitCode = object.exitCode ?? undefined;
+    message.step = object.step ?? undefined;
+    message.reason = object.reason ?? "";
+    message.startedAt = object.startedAt ?? undefined;
+    message.endedAt = object.endedAt ?? undefined;
     return message;
   },
 };
@@ -1996,6 +2468,401 @@ export const ListArtifactsResponse: MessageFns<ListArtifactsResponse> = {
   },
 };
 
+function createBaseGetJobLogsRequest(): GetJobLogsRequest {
+  return { jobId: "", rank: undefined, tail: 0, follow: false, afterSeq: "0", attempt: 0 };
+}
+
+export const GetJobLogsRequest: MessageFns<GetJobLogsRequest> = {
+  encode(message: GetJobLogsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    if (message.rank !== undefined) {
+      writer.uint32(16).int32(message.rank);
+    }
+    if (message.tail !== 0) {
+      writer.uint32(24).int32(message.tail);
+    }
+    if (message.follow !== false) {
+      writer.uint32(32).bool(message.follow);
+    }
+    if (message.afterSeq !== "0") {
+      writer.uint32(40).int64(message.afterSeq);
+    }
+    if (message.attempt !== 0) {
+      writer.uint32(48).int32(message.attempt);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetJobLogsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetJobLogsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.rank = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.tail = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.follow = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.afterSeq = reader.int64().toString();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.attempt = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetJobLogsRequest {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      rank: isSet(object.rank) ? globalThis.Number(object.rank) : undefined,
+      tail: isSet(object.tail) ? globalThis.Number(object.tail) : 0,
+      follow: isSet(object.follow) ? globalThis.Boolean(object.follow) : false,
+      afterSeq: isSet(object.afterSeq)
+        ? globalThis.String(object.afterSeq)
+        : isSet(object.after_seq)
+        ? globalThis.String(object.after_seq)
+        : "0",
+      attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
+    };
+  },
+
+  toJSON(message: GetJobLogsRequest): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.rank !== undefined) {
+      obj.rank = Math.round(message.rank);
+    }
+    if (message.tail !== 0) {
+      obj.tail = Math.round(message.tail);
+    }
+    if (message.follow !== false) {
+      obj.follow = message.follow;
+    }
+    if (message.afterSeq !== "0") {
+      obj.afterSeq = message.afterSeq;
+    }
+    if (message.attempt !== 0) {
+      obj.attempt = Math.round(message.attempt);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetJobLogsRequest>): GetJobLogsRequest {
+    return GetJobLogsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetJobLogsRequest>): GetJobLogsRequest {
+    const message = createBaseGetJobLogsRequest();
+    message.jobId = object.jobId ?? "";
+    message.rank = object.rank ?? undefined;
+    message.tail = object.tail ?? 0;
+    message.follow = object.follow ?? false;
+    message.afterSeq = object.afterSeq ?? "0";
+    message.attempt = object.attempt ?? 0;
+    return message;
+  },
+};
+
+function createBaseJobLogLine(): JobLogLine {
+  return { seq: "0", attempt: 0, rank: 0, nodeRank: 0, stream: "", text: "", at: undefined };
+}
+
+export const JobLogLine: MessageFns<JobLogLine> = {
+  encode(message: JobLogLine, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.seq !== "0") {
+      writer.uint32(8).int64(message.seq);
+    }
+    if (message.attempt !== 0) {
+      writer.uint32(16).int32(message.attempt);
+    }
+    if (message.rank !== 0) {
+      writer.uint32(24).int32(message.rank);
+    }
+    if (message.nodeRank !== 0) {
+      writer.uint32(32).int32(message.nodeRank);
+    }
+    if (message.stream !== "") {
+      writer.uint32(42).string(message.stream);
+    }
+    if (message.text !== "") {
+      writer.uint32(50).string(message.text);
+    }
+    if (message.at !== undefined) {
+      Timestamp.encode(toTimestamp(message.at), writer.uint32(58).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JobLogLine {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJobLogLine();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.seq = reader.int64().toString();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.attempt = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.rank = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.nodeRank = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.stream = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.text = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.at = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): JobLogLine {
+    return {
+      seq: isSet(object.seq) ? globalThis.String(object.seq) : "0",
+      attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
+      rank: isSet(object.rank) ? globalThis.Number(object.rank) : 0,
+      nodeRank: isSet(object.nodeRank)
+        ? globalThis.Number(object.nodeRank)
+        : isSet(object.node_rank)
+        ? globalThis.Number(object.node_rank)
+        : 0,
+      stream: isSet(object.stream) ? globalThis.String(object.stream) : "",
+      text: isSet(object.text) ? globalThis.String(object.text) : "",
+      at: isSet(object.at) ? fromJsonTimestamp(object.at) : undefined,
+    };
+  },
+
+  toJSON(message: JobLogLine): unknown {
+    const obj: any = {};
+    if (message.seq !== "0") {
+      obj.seq = message.seq;
+    }
+    if (message.attempt !== 0) {
+      obj.attempt = Math.round(message.attempt);
+    }
+    if (message.rank !== 0) {
+      obj.rank = Math.round(message.rank);
+    }
+    if (message.nodeRank !== 0) {
+      obj.nodeRank = Math.round(message.nodeRank);
+    }
+    if (message.stream !== "") {
+      obj.stream = message.stream;
+    }
+    if (message.text !== "") {
+      obj.text = message.text;
+    }
+    if (message.at !== undefined) {
+      obj.at = message.at.toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<JobLogLine>): JobLogLine {
+    return JobLogLine.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<JobLogLine>): JobLogLine {
+    const message = createBaseJobLogLine();
+    message.seq = object.seq ?? "0";
+    message.attempt = object.attempt ?? 0;
+    message.rank = object.rank ?? 0;
+    message.nodeRank = object.nodeRank ?? 0;
+    message.stream = object.stream ?? "";
+    message.text = object.text ?? "";
+    message.at = object.at ?? undefined;
+    return message;
+  },
+};
+
+function createBaseGetJobLogsResponse(): GetJobLogsResponse {
+  return { lines: [] };
+}
+
+export const GetJobLogsResponse: MessageFns<GetJobLogsResponse> = {
+  encode(message: GetJobLogsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.lines) {
+      JobLogLine.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetJobLogsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetJobLogsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.lines.push(JobLogLine.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetJobLogsResponse {
+    return {
+      lines: globalThis.Array.isArray(object?.lines) ? object.lines.map((e: any) => JobLogLine.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: GetJobLogsResponse): unknown {
+    const obj: any = {};
+    if (message.lines?.length) {
+      obj.lines = message.lines.map((e) => JobLogLine.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetJobLogsResponse>): GetJobLogsResponse {
+    return GetJobLogsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetJobLogsResponse>): GetJobLogsResponse {
+    const message = createBaseGetJobLogsResponse();
+    message.lines = object.lines?.map((e) => JobLogLine.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /**
  * The user-facing API used by the gpuorch CLI. Every call needs
  * `authorization: Bearer <token>` metadata.
@@ -2076,6 +2943,19 @@ export const JobServiceService = {
       Buffer.from(ListArtifactsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListArtifactsResponse => ListArtifactsResponse.decode(value),
   },
+  /**
+   * The job's stored output (every attempt, oldest first), optionally
+   * following new lines until the job is terminal.
+   */
+  getJobLogs: {
+    path: "/gpuorch.v1.JobService/GetJobLogs" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: GetJobLogsRequest): Buffer => Buffer.from(GetJobLogsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetJobLogsRequest => GetJobLogsRequest.decode(value),
+    responseSerialize: (value: GetJobLogsResponse): Buffer => Buffer.from(GetJobLogsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetJobLogsResponse => GetJobLogsResponse.decode(value),
+  },
 } as const;
 
 export interface JobServiceServer extends UntypedServiceImplementation {
@@ -2095,6 +2975,11 @@ export interface JobServiceServer extends UntypedServiceImplementation {
   watchJob: handleServerStreamingCall<WatchJobRequest, WatchJobResponse>;
   getJobEvents: handleUnaryCall<GetJobEventsRequest, GetJobEventsResponse>;
   listArtifacts: handleUnaryCall<ListArtifactsRequest, ListArtifactsResponse>;
+  /**
+   * The job's stored output (every attempt, oldest first), optionally
+   * following new lines until the job is terminal.
+   */
+  getJobLogs: handleServerStreamingCall<GetJobLogsRequest, GetJobLogsResponse>;
 }
 
 export interface JobServiceClient extends Client {
@@ -2203,6 +3088,16 @@ export interface JobServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListArtifactsResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * The job's stored output (every attempt, oldest first), optionally
+   * following new lines until the job is terminal.
+   */
+  getJobLogs(request: GetJobLogsRequest, options?: Partial<CallOptions>): ClientReadableStream<GetJobLogsResponse>;
+  getJobLogs(
+    request: GetJobLogsRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<GetJobLogsResponse>;
 }
 
 export const JobServiceClient = makeGenericClientConstructor(JobServiceService, "gpuorch.v1.JobService") as unknown as {

@@ -78,7 +78,11 @@ export interface NodeGpu {
     | undefined;
   /** The last heartbeat's reading; absent before the first one. */
   sample: GpuSample | undefined;
-  updatedAt: Date | undefined;
+  updatedAt:
+    | Date
+    | undefined;
+  /** The job holding this GPU now; empty when free. */
+  allocatedJobId: string;
 }
 
 export interface Node {
@@ -106,8 +110,17 @@ export interface ListNodesResponse {
   nodes: Node[];
 }
 
+export interface DrainNodeRequest {
+  nodeId: string;
+  drain: boolean;
+}
+
+export interface DrainNodeResponse {
+  node: Node | undefined;
+}
+
 function createBaseNodeGpu(): NodeGpu {
-  return { gpu: undefined, sample: undefined, updatedAt: undefined };
+  return { gpu: undefined, sample: undefined, updatedAt: undefined, allocatedJobId: "" };
 }
 
 export const NodeGpu: MessageFns<NodeGpu> = {
@@ -120,6 +133,9 @@ export const NodeGpu: MessageFns<NodeGpu> = {
     }
     if (message.updatedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.updatedAt), writer.uint32(26).fork()).join();
+    }
+    if (message.allocatedJobId !== "") {
+      writer.uint32(34).string(message.allocatedJobId);
     }
     return writer;
   },
@@ -161,6 +177,14 @@ export const NodeGpu: MessageFns<NodeGpu> = {
             message.updatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.allocatedJobId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -182,6 +206,11 @@ export const NodeGpu: MessageFns<NodeGpu> = {
         : isSet(object.updated_at)
         ? fromJsonTimestamp(object.updated_at)
         : undefined,
+      allocatedJobId: isSet(object.allocatedJobId)
+        ? globalThis.String(object.allocatedJobId)
+        : isSet(object.allocated_job_id)
+        ? globalThis.String(object.allocated_job_id)
+        : "",
     };
   },
 
@@ -196,6 +225,9 @@ export const NodeGpu: MessageFns<NodeGpu> = {
     if (message.updatedAt !== undefined) {
       obj.updatedAt = message.updatedAt.toISOString();
     }
+    if (message.allocatedJobId !== "") {
+      obj.allocatedJobId = message.allocatedJobId;
+    }
     return obj;
   },
 
@@ -209,6 +241,7 @@ export const NodeGpu: MessageFns<NodeGpu> = {
       ? GpuSample.fromPartial(object.sample)
       : undefined;
     message.updatedAt = object.updatedAt ?? undefined;
+    message.allocatedJobId = object.allocatedJobId ?? "";
     return message;
   },
 };
@@ -674,6 +707,162 @@ export const ListNodesResponse: MessageFns<ListNodesResponse> = {
   },
 };
 
+function createBaseDrainNodeRequest(): DrainNodeRequest {
+  return { nodeId: "", drain: false };
+}
+
+export const DrainNodeRequest: MessageFns<DrainNodeRequest> = {
+  encode(message: DrainNodeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== "") {
+      writer.uint32(10).string(message.nodeId);
+    }
+    if (message.drain !== false) {
+      writer.uint32(16).bool(message.drain);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DrainNodeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDrainNodeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.drain = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DrainNodeRequest {
+    return {
+      nodeId: isSet(object.nodeId)
+        ? globalThis.String(object.nodeId)
+        : isSet(object.node_id)
+        ? globalThis.String(object.node_id)
+        : "",
+      drain: isSet(object.drain) ? globalThis.Boolean(object.drain) : false,
+    };
+  },
+
+  toJSON(message: DrainNodeRequest): unknown {
+    const obj: any = {};
+    if (message.nodeId !== "") {
+      obj.nodeId = message.nodeId;
+    }
+    if (message.drain !== false) {
+      obj.drain = message.drain;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DrainNodeRequest>): DrainNodeRequest {
+    return DrainNodeRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DrainNodeRequest>): DrainNodeRequest {
+    const message = createBaseDrainNodeRequest();
+    message.nodeId = object.nodeId ?? "";
+    message.drain = object.drain ?? false;
+    return message;
+  },
+};
+
+function createBaseDrainNodeResponse(): DrainNodeResponse {
+  return { node: undefined };
+}
+
+export const DrainNodeResponse: MessageFns<DrainNodeResponse> = {
+  encode(message: DrainNodeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.node !== undefined) {
+      Node.encode(message.node, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DrainNodeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDrainNodeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.node = Node.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DrainNodeResponse {
+    return { node: isSet(object.node) ? Node.fromJSON(object.node) : undefined };
+  },
+
+  toJSON(message: DrainNodeResponse): unknown {
+    const obj: any = {};
+    if (message.node !== undefined) {
+      obj.node = Node.toJSON(message.node);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DrainNodeResponse>): DrainNodeResponse {
+    return DrainNodeResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DrainNodeResponse>): DrainNodeResponse {
+    const message = createBaseDrainNodeResponse();
+    message.node = (object.node !== undefined && object.node !== null) ? Node.fromPartial(object.node) : undefined;
+    return message;
+  },
+};
+
 /**
  * Read-only view of the registered nodes for users (CLI `gpuorch nodes`).
  * Any user token may call it; agent tokens may not.
@@ -689,10 +878,28 @@ export const NodeServiceService = {
     responseSerialize: (value: ListNodesResponse): Buffer => Buffer.from(ListNodesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListNodesResponse => ListNodesResponse.decode(value),
   },
+  /**
+   * Admin only: a draining node takes no new tasks and lets running ones
+   * finish; drain=false makes it ready again.
+   */
+  drainNode: {
+    path: "/gpuorch.v1.NodeService/DrainNode" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DrainNodeRequest): Buffer => Buffer.from(DrainNodeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DrainNodeRequest => DrainNodeRequest.decode(value),
+    responseSerialize: (value: DrainNodeResponse): Buffer => Buffer.from(DrainNodeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DrainNodeResponse => DrainNodeResponse.decode(value),
+  },
 } as const;
 
 export interface NodeServiceServer extends UntypedServiceImplementation {
   listNodes: handleUnaryCall<ListNodesRequest, ListNodesResponse>;
+  /**
+   * Admin only: a draining node takes no new tasks and lets running ones
+   * finish; drain=false makes it ready again.
+   */
+  drainNode: handleUnaryCall<DrainNodeRequest, DrainNodeResponse>;
 }
 
 export interface NodeServiceClient extends Client {
@@ -710,6 +917,25 @@ export interface NodeServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListNodesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Admin only: a draining node takes no new tasks and lets running ones
+   * finish; drain=false makes it ready again.
+   */
+  drainNode(
+    request: DrainNodeRequest,
+    callback: (error: ServiceError | null, response: DrainNodeResponse) => void,
+  ): ClientUnaryCall;
+  drainNode(
+    request: DrainNodeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DrainNodeResponse) => void,
+  ): ClientUnaryCall;
+  drainNode(
+    request: DrainNodeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DrainNodeResponse) => void,
   ): ClientUnaryCall;
 }
 
