@@ -2,6 +2,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { LOG_LEVELS } from "@gpuorch/runtime";
 import { z } from "zod";
+import { IMDS_MODES } from "./imds/node-labels.js";
 
 /**
  * The agent's configuration: flags, then `GPUORCH_*` environment variables
@@ -28,8 +29,24 @@ export const agentConfigSchema = z.object({
   instanceType: z.string().default(""),
   spot: z.boolean().default(false),
   privateIp: z.string().default(""),
+  /**
+   * Fill the labels left empty from the cloud's instance metadata service
+   * (`GPUORCH_IMDS`): off (default; on-prem nodes never wait on it), auto, aws, gcp, azure.
+   */
+  imds: z.enum(IMDS_MODES).default("off"),
+  /** Base URL of the metadata service instead of the provider's own (`GPUORCH_IMDS_ENDPOINT`). */
+  imdsEndpoint: z.url({ protocol: /^https?$/ }).optional(),
+  /** Per metadata request (`GPUORCH_IMDS_TIMEOUT_MS`); a whole read takes at most three times this. */
+  imdsTimeoutMs: z.number().int().min(1).max(60_000).default(1000),
   /** Heartbeat period; default: what the controller answers at registration. */
   heartbeatSeconds: z.number().int().min(1).max(3600).optional(),
+  /** torchrun and python the launcher runs (the first python3 on PATH may lack torch). */
+  torchrunPath: z.string().min(1).default("torchrun"),
+  pythonPath: z.string().min(1).default("python3"),
+  /** Relative entrypoint paths are resolved from here; default the agent's working directory. */
+  codeDir: z.string().min(1).optional(),
+  /** Grace before SIGKILL when stopping a task without a grace of its own, and at agent shutdown. */
+  stopGraceMs: z.number().int().min(0).default(10_000),
   /** Reconnect backoff: first ceiling and cap (jittered exponential). */
   reconnectBaseMs: z.number().int().min(1).default(500),
   reconnectMaxMs: z.number().int().min(1).default(30_000),

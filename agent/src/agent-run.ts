@@ -10,6 +10,9 @@ import { GpuSampler } from "./link/gpu-sampler.js";
 import { createFileNodeIdStore } from "./link/node-id-store.js";
 import { registrationFromInventory, samplesFromGpus } from "./link/registration.js";
 import { collectNodeInventory } from "./node-inventory.js";
+import { resolveNodeLabels } from "./imds/node-labels.js";
+import { TaskManager } from "./tasks/task-manager.js";
+import { launchFromProto, stopFromProto } from "@gpuorch/rpc";
 
 export const RUN_USAGE = `run options:
   --controller HOST:PORT  controller gRPC address (env GPUORCH_CONTROLLER)
@@ -22,6 +25,13 @@ export const RUN_USAGE = `run options:
   --nvidia-smi PATH       nvidia-smi to run
   --heartbeat-seconds N   heartbeat period (default: the controller's)
   --reconnect-max-ms MS   cap of the reconnect backoff (default 30000)
+  --imds off|auto|aws|gcp|azure
+                          fill empty labels from the cloud metadata service (env GPUORCH_IMDS; default off)
+  --imds-endpoint URL     metadata service base URL (env GPUORCH_IMDS_ENDPOINT)
+  --torchrun PATH         torchrun to launch pytorch_ddp jobs with (default torchrun)
+  --python PATH           python for .py entrypoints (default python3)
+  --code-dir DIR          relative entrypoint paths start here (default the current directory)
+  --stop-grace-ms MS      SIGTERM → SIGKILL grace when stopping tasks (default 10000)
   --log-level LEVEL       default warn
   --config FILE           YAML/JSON config file
 `;
@@ -57,6 +67,13 @@ export async function runDaemon(argv: readonly string[], io: RunIo): Promise<num
         "nvidia-smi": { type: "string" },
         "heartbeat-seconds": { type: "string" },
         "reconnect-max-ms": { type: "string" },
+        imds: { type: "string" },
+        "imds-endpoint": { type: "string" },
+        "imds-timeout-ms": { type: "string" },
+        torchrun: { type: "string" },
+        python: { type: "string" },
+        "code-dir": { type: "string" },
+        "stop-grace-ms": { type: "string" },
         "log-level": { type: "string" },
         config: { type: "string" },
       },
@@ -86,6 +103,13 @@ export async function runDaemon(argv: readonly string[], io: RunIo): Promise<num
         nvidiaSmiPath: values["nvidia-smi"],
         heartbeatSeconds: num(values["heartbeat-seconds"]),
         reconnectMaxMs: num(values["reconnect-max-ms"]),
+        imds: values.imds,
+        imdsEndpoint: values["imds-endpoint"],
+        imdsTimeoutMs: num(values["imds-timeout-ms"]),
+        torchrunPath: values.torchrun,
+        pythonPath: values.python,
+        codeDir: values["code-dir"],
+        stopGraceMs: num(values["stop-grace-ms"]),
         logLevel: values["log-level"],
       },
       env: io.env,
@@ -102,23 +126,15 @@ export async function runDaemon(argv: readonly string[], io: RunIo): Promise<num
   const logger = io.logger ?? createLogger({ name: "gpuorch-agent", level: config.logLevel });
   const simulate = values["simulate-gpus"];
   try {
-    const inv = await collectNodeInventory(
-      { nvidiaSmiPath: config.nvidiaSmiPath, nvidiaSmiTimeoutMs: config.nvidiaSmiTimeoutMs, ...(simulate !== undefined ? { simulateGpus: simulate } : {}) },
-      { logger, collectHost: io.collectHost ?? collectHostInfo },
-    );
+    const [inv, resolved] = await Promise.all([
+      collectNodeInventory(
+        { nvidiaSmiPath: config.nvidiaSmiPath, nvidiaSmiTimeoutMs: config.nvidiaSmiTimeoutMs, ...(simulate !== undefined ? { simulateGpus: simulate } : {}) },
+        { logger, collectHost: io.collectHost ?? collectHostInfo },
+      ),
+      resolveNodeLabels(config, { logger }),
+    ]);
     if (inv.degraded) logger.warn({ reason: inv.degraded.reason, message: inv.degraded.message }, "node is degraded");
-    const registration = registrationFromInventory(inv, {
-      hostname: config.nodeName,
-      labels: {
-        provider: config.provider,
-        region: config.region,
-        zone: config.zone,
-        network: config.network,
-        instanceType: config.instanceType,
-        spot: config.spot,
-        privateIp: config.privateIp,
-      },
-    });
+    const registration = registrationFromInventory(inv, { hostname: config.nodeName, labels: resolved.labels });
     // The sampler reads once per heartbeat interval, whatever the link settled on.
     let link: AgentLink | null = null;
     const sampler = new GpuSampler({
@@ -134,7 +150,30 @@ export async function runDaemon(argv: readonly string[], io: RunIo): Promise<num
       },
     });
     const client = new AgentClient({ address: config.controller, token: config.token });
+    const tasks = new TaskManager({
+      workDir: config.workDir,
+      logger: logger.child({ component: "tasks" }),
+      paths: { torchrun: config.torchrunPath, python: config.pythonPath },
+      codeDir: config.codeDir ?? process.cwd(),
+      stopGraceMs: config.stopGraceMs,
+      onStatus: (report) => link?.sendTaskStatus(report),
+      onLogs: (chunk) => link?.sendLogs(chunk),
+    });
+    const recovered = await tasks.recover();
+    if (recovered > 0) logger.warn({ tasks: recovered }, "stopped tasks an earlier agent process left running; reporting them lost");
     link = new AgentLink({
+      tasks: () => tasks.reports(),
+      draining: () => tasks.isDraining,
+      onCommand: (res) => {
+        try {
+          if (res.launch) tasks.launch(launchFromProto(res.launch));
+          else if (res.stop) tasks.stop(stopFromProto(res.stop));
+          else if (res.drain) tasks.setDraining(res.drain.drain);
+          else if (res.forget) tasks.forget(res.forget.taskIds);
+        } catch (err) {
+          logger.error({ err: toAppError(err).message }, "bad command from the controller; ignored");
+        }
+      },
       client,
       registration: () => registration,
       samples: () => sampler.samples(),
@@ -152,6 +191,8 @@ export async function runDaemon(argv: readonly string[], io: RunIo): Promise<num
       const started = link!;
       started.start();
       shutdown.add("link", () => started.stop());
+      // Stopped first (shutdown runs in reverse), while the link can still report the ends.
+      shutdown.add("tasks", () => tasks.stopAll());
       shutdown.install(io.signals ?? process);
       logger.info({ controller: config.controller, hostname: registration.hostname, gpus: registration.gpus.length }, "agent running");
     });

@@ -8,6 +8,7 @@ export * from "./gpu/discovery.js";
 export * from "./host-info.js";
 export * from "./node-inventory.js";
 export * from "./agent-config.js";
+export * from "./imds/index.js";
 export { runAgentCli, USAGE, type AgentCliIo } from "./agent-cli.js";
 export * from "./launcher/index.js";
 export * from "./link/agent-link.js";

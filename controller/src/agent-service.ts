@@ -1,17 +1,26 @@
 import { AppError, type Clock, type IdSource } from "@gpuorch/core";
-import { type Database, getNode, listNodes, upsertNodeRegistration } from "@gpuorch/db";
+import { type Database, getNode, listNodes, setNodeDraining, upsertNodeRegistration } from "@gpuorch/db";
 import type { AgentServiceServer, ConnectRequest, NodeServiceServer } from "@gpuorch/proto";
 import {
   type Authenticate,
   bidiStreamHandler,
   gpuSampleFromProto,
+  logChunkFromProto,
   nodeRegistrationFromProto,
+  taskReportFromProto,
   nodeStateFromProto,
   nodeToProto,
   unaryHandler,
 } from "@gpuorch/rpc";
 import type { Logger } from "@gpuorch/runtime";
+import type { AgentSessions } from "./agent-sessions.js";
 import type { HeartbeatIngest } from "./heartbeat-ingest.js";
+import type { TaskSupervisor } from "./task-supervisor.js";
+
+/** Where agents' log chunks go (the controller's LogStore). */
+export interface LogSink {
+  append(chunk: ReturnType<typeof logChunkFromProto>): void;
+}
 
 export interface AgentServiceDeps {
   db: Database["db"];
@@ -24,6 +33,11 @@ export interface AgentServiceDeps {
   onCall?: (method: string, code: string, seconds: number) => void;
   onHeartbeat?: () => void;
   signal?: AbortSignal;
+  sessions: AgentSessions;
+  supervisor: TaskSupervisor;
+  logs?: LogSink;
+  /** A node registered or connected (capacity may have appeared). */
+  onNodeAvailable?: () => void;
 }
 
 /**
@@ -48,29 +62,52 @@ export function createAgentServiceImpl(deps: AgentServiceDeps): AgentServiceServ
       const { nodeId, created } = await upsertNodeRegistration(deps.db, reg, { newId: deps.ids.newId(), now: deps.clock.now() });
       known.add(nodeId);
       ctx.logger.info({ nodeId, hostname: reg.hostname, gpus: reg.gpus.length, created }, created ? "node registered" : "node re-registered");
+      deps.onNodeAvailable?.();
       return { nodeId, heartbeatIntervalSeconds: deps.heartbeatIntervalSeconds };
     }),
     connect: bidiStreamHandler(opts("AgentService/Connect"), async (requests, ctx, send) => {
       let nodeId: string | null = null;
-      for await (const req of requests as AsyncIterable<ConnectRequest>) {
-        if (nodeId === null) {
-          if (!req.nodeId) throw AppError.invalid("the first message must name node_id", [{ field: "node_id", message: "required" }]);
-          if (!known.has(req.nodeId)) {
-            if (!(await getNode(deps.db, req.nodeId))) {
-              throw new AppError("NOT_FOUND", `node ${req.nodeId} is not registered; register again`, { reason: "node_unknown" });
+      let detach: (() => void) | null = null;
+      // Reports of one node are handled in order, off the read loop, so a slow database never stalls heartbeat acks.
+      let reports: Promise<void> = Promise.resolve();
+      const report = (id: string, fn: () => Promise<void>): void => {
+        reports = reports.then(fn).catch((err: unknown) => ctx.logger.error({ err, nodeId: id }, "handling the agent's task report failed"));
+      };
+      try {
+        for await (const req of requests as AsyncIterable<ConnectRequest>) {
+          if (nodeId === null) {
+            if (!req.nodeId) throw AppError.invalid("the first message must name node_id", [{ field: "node_id", message: "required" }]);
+            if (!known.has(req.nodeId)) {
+              if (!(await getNode(deps.db, req.nodeId))) {
+                throw new AppError("NOT_FOUND", `node ${req.nodeId} is not registered; register again`, { reason: "node_unknown" });
+              }
+              known.add(req.nodeId);
             }
-            known.add(req.nodeId);
+            nodeId = req.nodeId;
+            detach = deps.sessions.attach({ nodeId, send });
+            ctx.logger.info({ nodeId }, "agent connected");
+            deps.onNodeAvailable?.();
+          } else if (req.nodeId && req.nodeId !== nodeId) {
+            throw AppError.invalid(`this stream belongs to node ${nodeId}, not ${req.nodeId}`, [{ field: "node_id", message: "changed mid-stream" }]);
           }
-          nodeId = req.nodeId;
-          ctx.logger.info({ nodeId }, "agent connected");
-        } else if (req.nodeId && req.nodeId !== nodeId) {
-          throw AppError.invalid(`this stream belongs to node ${nodeId}, not ${req.nodeId}`, [{ field: "node_id", message: "changed mid-stream" }]);
+          const id = nodeId;
+          if (req.heartbeat) {
+            const hb = req.heartbeat;
+            deps.ingest.record(id, hb.gpus.map(gpuSampleFromProto));
+            deps.onHeartbeat?.();
+            await send({ heartbeatAck: { seq: hb.seq } });
+            const tasks = hb.tasks.map((t, i) => taskReportFromProto(t, `heartbeat.tasks[${i}]`));
+            report(id, () => deps.supervisor.onReports(id, tasks, true));
+          } else if (req.taskStatus) {
+            const r = taskReportFromProto(req.taskStatus);
+            report(id, () => deps.supervisor.onReports(id, [r], false));
+          } else if (req.logChunk) {
+            deps.logs?.append(logChunkFromProto(req.logChunk));
+          }
         }
-        if (req.heartbeat) {
-          deps.ingest.record(nodeId, req.heartbeat.gpus.map(gpuSampleFromProto));
-          deps.onHeartbeat?.();
-          await send({ heartbeatAck: { seq: req.heartbeat.seq } });
-        }
+      } finally {
+        detach?.();
+        await reports;
       }
       if (nodeId) ctx.logger.info({ nodeId }, "agent stream ended");
     }),
@@ -78,8 +115,23 @@ export function createAgentServiceImpl(deps: AgentServiceDeps): AgentServiceServ
 }
 
 /** NodeService: user tokens read the node registry. */
-export function createNodeServiceImpl(deps: Pick<AgentServiceDeps, "db" | "authenticate" | "logger" | "onCall">): NodeServiceServer {
+export function createNodeServiceImpl(
+  deps: Pick<AgentServiceDeps, "db" | "authenticate" | "logger" | "onCall" | "sessions"> & { ids: IdSource; onNodeAvailable?: () => void },
+): NodeServiceServer {
   return {
+    drainNode: unaryHandler(
+      { authenticate: deps.authenticate, logger: deps.logger, method: "NodeService/DrainNode", kinds: ["user"], ...(deps.onCall ? { onCall: deps.onCall } : {}) },
+      async (req, ctx) => {
+        if (!ctx.principal.admin) throw new AppError("PERMISSION_DENIED", "draining a node needs an admin token", { reason: "admin_only" });
+        if (!(await setNodeDraining(deps.db, req.nodeId, req.drain))) throw AppError.notFound("Node", req.nodeId);
+        deps.sessions.send(req.nodeId, { drain: { commandId: `drain:${deps.ids.newId()}`, drain: req.drain } });
+        if (!req.drain) deps.onNodeAvailable?.();
+        ctx.logger.info({ nodeId: req.nodeId, drain: req.drain }, req.drain ? "node draining" : "node undrained");
+        const node = await getNode(deps.db, req.nodeId);
+        if (!node) throw AppError.notFound("Node", req.nodeId);
+        return { node: nodeToProto(node) };
+      },
+    ),
     listNodes: unaryHandler(
       { authenticate: deps.authenticate, logger: deps.logger, method: "NodeService/ListNodes", kinds: ["user"], ...(deps.onCall ? { onCall: deps.onCall } : {}) },
       async (req) => {

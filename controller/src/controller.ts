@@ -11,6 +11,11 @@ import { stringify as toYaml } from "yaml";
 import type { ControllerConfig } from "./config.js";
 import { acquireDataDirLock } from "./data-dir-lock.js";
 import { createAgentServiceImpl, createNodeServiceImpl } from "./agent-service.js";
+import { AgentSessions } from "./agent-sessions.js";
+import { SchedulerLoop } from "./scheduler-loop.js";
+import { LogStore } from "./log-store.js";
+import { LogsApi } from "./logs-api.js";
+import { TaskSupervisor } from "./task-supervisor.js";
 import { createJobServiceImpl } from "./grpc-service.js";
 import { HeartbeatIngest } from "./heartbeat-ingest.js";
 import { NodeHealthLoop } from "./node-health.js";
@@ -76,7 +81,25 @@ export async function startController(
 
     const authenticate = createTokenAuthenticator((hash) => findPrincipalByTokenHash(db, hash));
     const notifier = new JobNotifier();
+    const sessions = new AgentSessions();
+    // The scheduler is created below; wakes before that are covered by its first pass.
+    let scheduler: SchedulerLoop | null = null;
+    const wakeScheduler = (): void => scheduler?.wake();
+    const supervisor = new TaskSupervisor({
+      db,
+      ids: deps.ids,
+      clock: deps.clock,
+      logger: logger.child({ component: "tasks" }),
+      sessions,
+      stopGraceSeconds: config.taskStopGraceSeconds,
+      launchTimeoutMs: config.taskLaunchTimeoutMs,
+      onJobChanged: (id) => notifier.notify(id),
+      onCapacityFreed: wakeScheduler,
+    });
+    await supervisor.load();
     const api = new JobsApi({
+      onSubmitted: wakeScheduler,
+      onCancelled: (id) => void supervisor.stopJob(id, "job cancelled"),
       db,
       ids: deps.ids,
       logger: logger.child({ component: "jobs" }),
@@ -109,6 +132,11 @@ export async function startController(
     });
     ingest.start();
     steps.push({ name: "heartbeat-ingest", stop: () => ingest.stop() });
+    // Job output from agents: group-committed like heartbeats, stopped after gRPC so the last chunks are written.
+    const logStore = new LogStore({ db, clock: deps.clock, logger: logger.child({ component: "logs" }) });
+    logStore.start();
+    steps.push({ name: "log-store", stop: () => logStore.stop() });
+    const logsApi = new LogsApi({ db, logs: logStore, notifier, logger: logger.child({ component: "logs" }) });
     const grpcLifetime = new AbortController();
 
     let adminToken: string | null = null;
@@ -125,7 +153,7 @@ export async function startController(
     const grpcServer = createGrpcServer();
     grpcServer.addService(
       JobServiceService,
-      createJobServiceImpl({ api, authenticate, logger: logger.child({ component: "grpc" }), onCall: metrics.observeGrpc }) as unknown as grpc.UntypedServiceImplementation,
+      createJobServiceImpl({ api, logsApi, authenticate, logger: logger.child({ component: "grpc" }), onCall: metrics.observeGrpc }) as unknown as grpc.UntypedServiceImplementation,
     );
     grpcServer.addService(
       AgentServiceService,
@@ -140,11 +168,23 @@ export async function startController(
         onCall: metrics.observeGrpc,
         onHeartbeat: () => metrics.heartbeatsReceived.inc(),
         signal: grpcLifetime.signal,
+        sessions,
+        supervisor,
+        logs: logStore,
+        onNodeAvailable: wakeScheduler,
       }) as unknown as grpc.UntypedServiceImplementation,
     );
     grpcServer.addService(
       NodeServiceService,
-      createNodeServiceImpl({ db, authenticate, logger: logger.child({ component: "grpc" }), onCall: metrics.observeGrpc }) as unknown as grpc.UntypedServiceImplementation,
+      createNodeServiceImpl({
+        db,
+        ids: deps.ids,
+        sessions,
+        authenticate,
+        logger: logger.child({ component: "grpc" }),
+        onCall: metrics.observeGrpc,
+        onNodeAvailable: wakeScheduler,
+      }) as unknown as grpc.UntypedServiceImplementation,
     );
     const health = new HealthImplementation({ "": "SERVING", "gpuorch.v1.JobService": "SERVING", "gpuorch.v1.AgentService": "SERVING" });
     health.addToServer(grpcServer);
@@ -173,14 +213,32 @@ export async function startController(
       beforeSweep: () => ingest.flush(),
       onChanges: (changes) => {
         for (const c of changes) metrics.nodeStateChanges.inc({ to: c.to });
+        const lost = changes.filter((c) => c.to === "lost").map((c) => c.nodeId);
+        supervisor.onNodesLost(lost).catch((err: unknown) => logger.error({ err, nodes: lost }, "handling lost nodes failed"));
       },
     });
     healthLoop.start();
     steps.push({ name: "node-health", stop: () => healthLoop.stop() });
 
-    // 4. HTTP admin.
+    // 4. Scheduler loop (singleton behind an advisory lock).
+    scheduler = new SchedulerLoop({
+      db,
+      ids: deps.ids,
+      clock: deps.clock,
+      logger: logger.child({ component: "scheduler" }),
+      intervalMs: config.schedulerIntervalMs,
+      batchLimit: config.schedulerBatch,
+      onPlaced: (taskIds) => supervisor.launch(taskIds),
+      onJobChanged: (id) => notifier.notify(id),
+    });
+    const started = scheduler;
+    started.start();
+    steps.push({ name: "scheduler", stop: () => started.stop() });
+
+    // 5. HTTP admin.
     const http = createHttpAdmin({
       api,
+      logsApi,
       authenticate,
       logger: logger.child({ component: "http" }),
       metrics,

@@ -6,17 +6,22 @@ import {
   artifactToProto,
   artifactTypeFromProto,
   jobEventToProto,
+  jobLogLineToProto,
   jobStatusFromProto,
   jobStatusToProto,
+  jobTaskToProto,
   jobToProto,
   serverStreamHandler,
   unaryHandler,
 } from "@gpuorch/rpc";
 import type { Logger } from "@gpuorch/runtime";
 import type { JobsApi } from "./jobs-api.js";
+import type { LogsApi } from "./logs-api.js";
 
 export interface GrpcServiceDeps {
   api: JobsApi;
+  /** GetJobLogs (`gpuorch logs`). */
+  logsApi: LogsApi;
   authenticate: Authenticate;
   logger: Logger;
   onCall?: (method: string, code: string, seconds: number) => void;
@@ -40,7 +45,10 @@ export function createJobServiceImpl(deps: GrpcServiceDeps): JobServiceServer {
       });
       return { id: job.id, status: jobStatusToProto(job.status), createdAt: job.createdAt, deduplicated, name: job.name };
     }),
-    getJob: unaryHandler(opts("GetJob"), async (req, ctx) => ({ job: jobToProto(await api.get(ctx.principal, req.id)) })),
+    getJob: unaryHandler(opts("GetJob"), async (req, ctx) => {
+      const { job, tasks } = await api.getWithTasks(ctx.principal, req.id);
+      return { job: jobToProto(job), tasks: tasks.map(jobTaskToProto) };
+    }),
     listJobs: unaryHandler(opts("ListJobs"), async (req, ctx) => {
       const page = await api.list(ctx.principal, {
         statuses: req.statuses.map((s) => jobStatusFromProto(s, "statuses")),
@@ -69,8 +77,36 @@ export function createJobServiceImpl(deps: GrpcServiceDeps): JobServiceServer {
         await send(item.event ? { job: jobToProto(item.job), event: jobEventToProto(item.event) } : { job: jobToProto(item.job), event: undefined });
       }
     }),
+    getJobLogs: serverStreamHandler(opts("GetJobLogs"), async (req, ctx, send) => {
+      const query = {
+        jobId: req.jobId,
+        rank: req.rank,
+        attempt: req.attempt,
+        tail: req.tail,
+        afterSeq: seqOf(req.afterSeq, "after_seq"),
+        follow: req.follow,
+      };
+      for await (const batch of deps.logsApi.read(ctx.principal, query, ctx.signal)) {
+        // Lines may be 16 KiB each: keep every message well under the clients' 4 MiB default limit.
+        let lines: ReturnType<typeof jobLogLineToProto>[] = [];
+        let bytes = 0;
+        for (const l of batch) {
+          if (lines.length > 0 && bytes + l.text.length * 3 > LOG_MESSAGE_BYTES) {
+            await send({ lines });
+            lines = [];
+            bytes = 0;
+          }
+          lines.push(jobLogLineToProto(l));
+          bytes += l.text.length * 3 + 64;
+        }
+        if (lines.length > 0) await send({ lines });
+      }
+    }),
   };
 }
+
+/** Upper bound of one GetJobLogs message's text (UTF-8 worst case), far below the 4 MiB default receive limit. */
+const LOG_MESSAGE_BYTES = 1024 * 1024;
 
 function seqOf(v: string, field: string): number {
   const n = Number(v || "0");

@@ -1,13 +1,16 @@
 import { type IncomingMessage, type Server, createServer } from "node:http";
 import { AppError, type Principal, isAppError, isJobStatus, ARTIFACT_TYPES, type ArtifactType, type JobStatus } from "@gpuorch/core";
-import { type Authenticate, artifactToJson, bearerTokenFromHeader, httpErrorBody, httpStatusFor, jobEventToJson, jobToJson } from "@gpuorch/rpc";
+import { type Authenticate, artifactToJson, bearerTokenFromHeader, httpErrorBody, httpStatusFor, jobEventToJson, jobLogLineToJson, jobToJson } from "@gpuorch/rpc";
 import type { Logger } from "@gpuorch/runtime";
 import { SPEC_MAX_BYTES } from "@gpuorch/spec";
 import type { JobsApi } from "./jobs-api.js";
+import type { LogsApi } from "./logs-api.js";
 import type { ControllerMetrics } from "./metrics.js";
 
 export interface HttpAdminDeps {
   api: JobsApi;
+  /** GET /v1/jobs/{id}/logs. */
+  logsApi: LogsApi;
   authenticate: Authenticate;
   logger: Logger;
   metrics: ControllerMetrics;
@@ -105,6 +108,24 @@ export function createHttpAdmin(deps: HttpAdminDeps): { server: Server; setDrain
         }
         const artifacts = await api.artifacts(principal, id!, (t ?? undefined) as ArtifactType | undefined);
         return [200, { artifacts: artifacts.map(artifactToJson) }];
+      },
+    },
+    {
+      method: "GET",
+      pattern: /^\/v1\/jobs\/([^/]+)\/logs$/,
+      name: "/v1/jobs/{id}/logs",
+      // Not a follow: one page of stored lines; page on with after_seq = next_after_seq.
+      handler: async (_req, principal, [id], url) => {
+        const num = (field: string): number | undefined => {
+          const v = url.searchParams.get(field);
+          return v === null || v === "" ? undefined : intParam(v, field);
+        };
+        const { lines, nextAfterSeq } = await deps.logsApi.page(
+          principal,
+          { jobId: id!, tail: num("tail"), rank: num("rank"), afterSeq: num("after_seq"), attempt: num("attempt") },
+          num("limit") ?? 1000,
+        );
+        return [200, { lines: lines.map(jobLogLineToJson), next_after_seq: nextAfterSeq }];
       },
     },
   ];

@@ -17,6 +17,8 @@ import {
   type Database,
   type InsertJobOutcome,
   type NewJobInput,
+  type TaskRecord,
+  findTasks,
   cancelJob,
   ensureTeam,
   getJob,
@@ -74,6 +76,10 @@ export class JobsApi {
        * statement (at most maxBatch rows, at most maxInFlight statements at once).
        */
       submitBatch?: { maxBatch: number; maxInFlight: number };
+      /** A new job was stored (wakes the scheduler). */
+      onSubmitted?: (jobId: string) => void;
+      /** A job was cancelled (its running tasks must be stopped). */
+      onCancelled?: (jobId: string) => void;
     },
   ) {
     const batch = deps.submitBatch ?? { maxBatch: 64, maxInFlight: 2 };
@@ -145,6 +151,7 @@ export class JobsApi {
     const result = { job: outcome.job, deduplicated: outcome.deduplicated };
     if (!result.deduplicated) {
       this.deps.logger.info({ jobId: result.job.id, team: teamName, type: spec.job.type }, "job submitted");
+      this.deps.onSubmitted?.(result.job.id);
     }
     return result;
   }
@@ -153,6 +160,12 @@ export class JobsApi {
     const job = await getJob(this.deps.db, id, readScope(principal));
     if (!job) throw AppError.notFound("Job", id);
     return job;
+  }
+
+  /** The job and the tasks of its current attempt. */
+  async getWithTasks(principal: Principal, id: string): Promise<{ job: Job; tasks: TaskRecord[] }> {
+    const job = await this.get(principal, id);
+    return { job, tasks: await findTasks(this.deps.db, { jobId: id, attempt: job.attempt }) };
   }
 
   async list(principal: Principal, input: ListInput): Promise<Page<Job>> {
@@ -181,6 +194,7 @@ export class JobsApi {
     if (res.changed) {
       this.deps.notifier.notify(id);
       this.deps.logger.info({ jobId: id, actor: actorOf(principal) }, "job cancelled");
+      this.deps.onCancelled?.(id);
     }
     return res;
   }

@@ -15,6 +15,7 @@ Usage:
                            [--database-url URL] [--config FILE] [--log-level LEVEL]
                            [--heartbeat-interval-seconds N] [--heartbeat-flush-ms MS]
                            [--node-unreachable-ms MS] [--node-lost-ms MS] [--node-health-interval-ms MS]
+                           [--scheduler-interval-ms MS] [--task-stop-grace-seconds N] [--task-launch-timeout-ms MS]
   gpuorch-controller token create --team NAME [--admin] [--kind user|agent] [--name NAME] [--json]
   gpuorch-controller token create --admin [--json]
   gpuorch-controller migrate [--data-dir DIR | --database-url URL]
@@ -39,6 +40,9 @@ const FLAG_OPTIONS = {
   "node-unreachable-ms": { type: "string" },
   "node-lost-ms": { type: "string" },
   "node-health-interval-ms": { type: "string" },
+  "scheduler-interval-ms": { type: "string" },
+  "task-stop-grace-seconds": { type: "string" },
+  "task-launch-timeout-ms": { type: "string" },
   config: { type: "string" },
   team: { type: "string" },
   admin: { type: "boolean" },
@@ -69,6 +73,9 @@ async function main(argv: string[]): Promise<number> {
     "node-unreachable-ms": "nodeUnreachableMs",
     "node-lost-ms": "nodeLostMs",
     "node-health-interval-ms": "nodeHealthIntervalMs",
+    "scheduler-interval-ms": "schedulerIntervalMs",
+    "task-stop-grace-seconds": "taskStopGraceSeconds",
+    "task-launch-timeout-ms": "taskLaunchTimeoutMs",
   };
   for (const [flag, key] of Object.entries(map)) {
     const v = (values as Record<string, unknown>)[flag];

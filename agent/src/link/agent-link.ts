@@ -1,6 +1,6 @@
-import { AppError, type GpuSample, type NodeRegistration, isAppError } from "@gpuorch/core";
+import { AppError, type AgentTaskReport, type GpuSample, type NodeRegistration, type TaskLogChunk, isAppError } from "@gpuorch/core";
 import type { ConnectRequest, ConnectResponse, RegisterRequest, RegisterResponse } from "@gpuorch/proto";
-import { fromServiceError, gpuSampleToProto, nodeRegistrationToProto } from "@gpuorch/rpc";
+import { fromServiceError, gpuSampleToProto, logChunkToProto, nodeRegistrationToProto, taskReportToProto } from "@gpuorch/rpc";
 import { type BackoffOptions, type Logger, backoffDelay, sleep } from "@gpuorch/runtime";
 import type { NodeIdStore } from "./node-id-store.js";
 
@@ -34,6 +34,14 @@ export interface AgentLinkDeps {
   /** Injected for deterministic tests. */
   random?: () => number;
   onStateChange?: (state: LinkState) => void;
+  /** Every task's true state, sent with each heartbeat. */
+  tasks?: () => AgentTaskReport[];
+  /** Whether the node refuses new launches. */
+  draining?: () => boolean;
+  /** Commands from the controller (launch, stop, drain, forget). */
+  onCommand?: (res: ConnectResponse) => void;
+  /** Log lines kept while the controller is unreachable; older ones are dropped beyond this. */
+  maxQueuedLogLines?: number;
 }
 
 /**
@@ -62,6 +70,10 @@ export class AgentLink {
   private currentState: LinkState = "idle";
   private id: string | null;
   private intervalMs = 5_000;
+  private call: ConnectCall | null = null;
+  private logQueue: TaskLogChunk[] = [];
+  private queuedLines = 0;
+  private droppedLines = 0;
 
   constructor(private readonly deps: AgentLinkDeps) {
     this.id = deps.nodeIds.load();
@@ -78,6 +90,37 @@ export class AgentLink {
   /** The heartbeat period in use (the controller's answer unless overridden); 5 s before registration. */
   get heartbeatIntervalMs(): number {
     return this.intervalMs;
+  }
+
+  /** A task changed: sent at once when connected (otherwise the next heartbeat's full list carries it). */
+  sendTaskStatus(report: AgentTaskReport): void {
+    if (this.call && this.id && this.currentState === "connected") this.call.write({ nodeId: this.id, taskStatus: taskReportToProto(report) });
+  }
+
+  /** Output: sent at once when connected, else queued (bounded; the oldest lines go first). */
+  sendLogs(chunk: TaskLogChunk): void {
+    if (this.call && this.id && this.currentState === "connected" && this.logQueue.length === 0) {
+      this.call.write({ nodeId: this.id, logChunk: logChunkToProto(chunk) });
+      return;
+    }
+    this.logQueue.push(chunk);
+    this.queuedLines += chunk.lines.length;
+    const max = this.deps.maxQueuedLogLines ?? 50_000;
+    while (this.queuedLines > max && this.logQueue.length > 1) {
+      const dropped = this.logQueue.shift()!;
+      this.queuedLines -= dropped.lines.length;
+      this.droppedLines += dropped.lines.length;
+    }
+  }
+
+  private flushLogQueue(call: ConnectCall, nodeId: string): void {
+    if (this.droppedLines > 0) {
+      this.deps.logger.warn({ lines: this.droppedLines }, "task output dropped while the controller was unreachable");
+      this.droppedLines = 0;
+    }
+    for (const chunk of this.logQueue) call.write({ nodeId, logChunk: logChunkToProto(chunk) });
+    this.logQueue = [];
+    this.queuedLines = 0;
   }
 
   start(): void {
@@ -162,6 +205,7 @@ export class AgentLink {
       const finish = (err?: AppError): void => {
         if (finished) return;
         finished = true;
+        if (this.call === call) this.call = null;
         clearInterval(timer);
         signal.removeEventListener("abort", onAbort);
         // The cancelled call still reports an error status; nobody waits for it.
@@ -176,16 +220,30 @@ export class AgentLink {
           return;
         }
         seq += 1;
-        call.write({ nodeId, heartbeat: { seq: String(seq), sentAt: new Date(), gpus: deps.samples().map(gpuSampleToProto) } });
+        call.write({
+          nodeId,
+          heartbeat: {
+            seq: String(seq),
+            sentAt: new Date(),
+            gpus: deps.samples().map(gpuSampleToProto),
+            tasks: (deps.tasks?.() ?? []).map(taskReportToProto),
+            draining: deps.draining?.() ?? false,
+          },
+        });
       };
       const onAbort = (): void => finish();
       call.on("data", (res) => {
-        if (!res.heartbeatAck) return;
+        if (!res.heartbeatAck) {
+          deps.onCommand?.(res);
+          return;
+        }
         const acked = Number(res.heartbeatAck.seq);
         if (acked > lastAck) lastAck = acked;
         if (!established) {
           established = true;
+          this.call = call;
           this.setState("connected");
+          this.flushLogQueue(call, nodeId);
           onEstablished();
           deps.logger.info({ nodeId, intervalMs: this.intervalMs }, "connected");
         }

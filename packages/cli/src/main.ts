@@ -16,11 +16,15 @@ import {
   jobFromProto,
   jobStatusFromProto,
   jobStatusToProto,
+  jobTaskFromProto,
+  jobTaskToJson,
   jobToJson,
   type WireJob,
 } from "@gpuorch/rpc";
 import { formatSpecIssues, parseJobSpec } from "@gpuorch/spec";
 import { resolveCliConfig } from "./cli-config.js";
+import { formatTasks } from "./job-tasks.js";
+import { parseLogsOptions, printLogs } from "./logs-command.js";
 import { ago, formatTable } from "./table.js";
 
 const USAGE = `gpuorch — submit and follow GPU jobs
@@ -32,8 +36,15 @@ Usage:
   gpuorch cancel JOB [--reason TEXT]
   gpuorch events JOB
   gpuorch watch JOB
+  gpuorch logs JOB [-f|--follow] [--rank N] [--tail N] [--attempt N]
   gpuorch artifacts JOB [--type checkpoint|log|model|metrics]
   gpuorch nodes [--state S[,S]]   (ready, unreachable, lost, draining)
+  gpuorch nodes drain NODE_ID | gpuorch nodes undrain NODE_ID   (admin)
+
+logs prints the job's stored output (every attempt, oldest first; lines are
+"[rank N] text", gpuorch's own notes "[gpuorch] …"); --tail N only the last N
+lines, --rank N one rank, --attempt N one attempt; -f follows new lines until
+the job is terminal. It exits 0 however the job ended: use watch for that.
 
 Every command takes --json (machine-readable output; watch prints one JSON object per line),
 --controller HOST:PORT and --token TOKEN (or GPUORCH_CONTROLLER / GPUORCH_TOKEN, or
@@ -48,6 +59,10 @@ const OPTIONS = {
   name: { type: "string" },
   "idempotency-key": { type: "string" },
   watch: { type: "boolean", short: "w" },
+  follow: { type: "boolean", short: "f" },
+  rank: { type: "string" },
+  tail: { type: "string" },
+  attempt: { type: "string" },
   spec: { type: "boolean" },
   status: { type: "string", multiple: true },
   state: { type: "string", multiple: true },
@@ -111,6 +126,14 @@ async function main(argv: string[]): Promise<number> {
     if (!cfg.token) throw AppError.unauthenticated(`no token: pass --token, set GPUORCH_TOKEN, or put 'token:' in ${cfg.configPath}`);
     const client = new NodeClient({ address: cfg.controller, token: cfg.token, timeoutMs: values.timeout ? intFlag(values.timeout, "timeout") : 15_000 });
     try {
+      if (rest[0] === "drain" || rest[0] === "undrain") {
+        const res = await client.drainNode({ nodeId: need(rest[1], "NODE_ID"), drain: rest[0] === "drain" });
+        const node = nodeFromProto(need(res.node, "node"));
+        if (out.json) out.data(nodeToJson(node));
+        else out.text(`node ${node.hostname} (${node.id}) is ${node.state}\n\n${formatNodes([node], new Date())}`);
+        return 0;
+      }
+      if (rest[0] !== undefined) throw AppError.invalid(`unknown nodes subcommand '${rest[0]}' (expected drain or undrain)`, [{ field: "nodes", message: "expected drain or undrain" }]);
       const states = (values.state ?? []).flatMap((x) => x.split(",")).filter(Boolean);
       for (const x of states) if (!isNodeState(x)) throw AppError.invalid(`unknown node state '${x}'`, [{ field: "state", message: `expected one of ${NODE_STATES.join(", ")}` }]);
       const nodes = (await client.listNodes({ states: (states as NodeState[]).map(nodeStateToProto) })).nodes.map(nodeFromProto);
@@ -121,12 +144,28 @@ async function main(argv: string[]): Promise<number> {
       client.close();
     }
   }
+  if (cmd === "logs") {
+    // Flags are checked before connecting: a typo is exit 2 even with no controller around.
+    const opts = parseLogsOptions(rest[0], { ...values, json: out.json });
+    return withClient(values, async (client) => {
+      const ac = new AbortController();
+      const onSig = (): void => ac.abort();
+      process.once("SIGINT", onSig);
+      try {
+        return await printLogs(client, opts, (s) => process.stdout.write(s), ac.signal);
+      } finally {
+        process.removeListener("SIGINT", onSig);
+      }
+    });
+  }
   return withClient(values, async (client) => {
     switch (cmd) {
       case "get": {
-        const job = jobFromProto(need((await client.getJob({ id: need(rest[0], "JOB") })).job, "job"));
-        if (out.json) out.data(jobToJson(job, { includeSpec: values.spec ?? false }));
-        else out.text(describeJob(job, values.spec ?? false));
+        const res = await client.getJob({ id: need(rest[0], "JOB") });
+        const job = jobFromProto(need(res.job, "job"));
+        const tasks = res.tasks.map(jobTaskFromProto);
+        if (out.json) out.data({ ...jobToJson(job, { includeSpec: values.spec ?? false }), tasks: tasks.map(jobTaskToJson) });
+        else out.text(describeJob(job, values.spec ?? false) + (tasks.length > 0 ? `\n\nTasks (attempt ${job.attempt}):\n${formatTasks(tasks)}` : ""));
         return 0;
       }
       case "list": {
@@ -293,6 +332,12 @@ function readFileOrFail(path: string): Buffer {
     throw AppError.invalid(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, [{ field: "FILE", message: "not readable" }]);
   }
 }
+
+// `gpuorch logs JOB | head`: a closed pipe ends the output, it is not an error.
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code === "EPIPE") process.exit(0);
+  throw e;
+});
 
 const json = process.argv.includes("--json");
 main(process.argv.slice(2)).then(

@@ -63,7 +63,7 @@ export class AgentClient {
   }
 }
 
-/** NodeService for the CLI: `listNodes`. */
+/** NodeService for the CLI: `listNodes`, `drainNode` (admin). */
 export class NodeClient {
   readonly address: string;
   private readonly raw: pb.NodeServiceClient;
@@ -79,6 +79,16 @@ export class NodeClient {
 
   listNodes(req: Partial<pb.ListNodesRequest> = {}, opts: JobCallOptions = {}): Promise<pb.ListNodesResponse> {
     return callUnary(this.raw, pb.NodeServiceService.listNodes, pb.ListNodesRequest.fromPartial(req), {
+      metadata: this.metadata,
+      timeoutMs: opts.timeoutMs ?? this.timeoutMs,
+      address: this.address,
+      signal: opts.signal,
+    });
+  }
+
+  /** Admin only: `drain: true` stops new placements on the node; `false` makes it ready again. Returns the node. */
+  drainNode(req: Partial<pb.DrainNodeRequest> & { nodeId: string }, opts: JobCallOptions = {}): Promise<pb.DrainNodeResponse> {
+    return callUnary(this.raw, pb.NodeServiceService.drainNode, pb.DrainNodeRequest.fromPartial(req), {
       metadata: this.metadata,
       timeoutMs: opts.timeoutMs ?? this.timeoutMs,
       address: this.address,

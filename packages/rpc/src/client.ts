@@ -120,14 +120,27 @@ export class JobClient {
    * then simply ends), or the consumer stops iterating (the call is
    * cancelled). Failures throw AppErrors.
    */
-  async *watchJob(req: Input<typeof pb.WatchJobRequest>, signal?: AbortSignal): AsyncGenerator<pb.WatchJobResponse> {
+  watchJob(req: Input<typeof pb.WatchJobRequest>, signal?: AbortSignal): AsyncGenerator<pb.WatchJobResponse> {
+    return this.serverStream(pb.JobServiceService.watchJob, pb.WatchJobRequest.fromPartial(req), signal);
+  }
+
+  /**
+   * Streams a job's stored log lines (batches, ascending seq); with
+   * `follow`, new lines until the job is terminal and its lines are stored.
+   * Same lifetime rules as `watchJob`: no deadline, `signal` ends the
+   * iteration quietly, failures throw AppErrors.
+   */
+  getJobLogs(req: Input<typeof pb.GetJobLogsRequest>, signal?: AbortSignal): AsyncGenerator<pb.GetJobLogsResponse> {
+    return this.serverStream(pb.JobServiceService.getJobLogs, pb.GetJobLogsRequest.fromPartial(req), signal);
+  }
+
+  private async *serverStream<Req, Res>(def: UnaryDef<Req, Res>, req: Req, signal?: AbortSignal): AsyncGenerator<Res> {
     if (signal?.aborted) return;
-    const def = pb.JobServiceService.watchJob;
-    const stream: ClientReadableStream<pb.WatchJobResponse> = this.raw.makeServerStreamRequest(
+    const stream: ClientReadableStream<Res> = this.raw.makeServerStreamRequest(
       def.path,
       def.requestSerialize,
       def.responseDeserialize,
-      pb.WatchJobRequest.fromPartial(req),
+      req,
       this.metadata.clone(),
       {},
     );
@@ -135,7 +148,7 @@ export class JobClient {
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
       for await (const msg of stream) {
-        yield msg as pb.WatchJobResponse;
+        yield msg as Res;
       }
     } catch (e) {
       if (signal?.aborted) return;

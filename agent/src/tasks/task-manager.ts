@@ -1,0 +1,392 @@
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { dirname, extname, isAbsolute, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  AppError,
+  type AgentTaskReport,
+  type AgentTaskState,
+  type TaskEntrypoint,
+  type TaskLaunchCommand,
+  type TaskLogChunk,
+  type TaskLogLine,
+  type TaskStopCommand,
+  toAppError,
+} from "@gpuorch/core";
+import { type Logger, processGroupAlive, signalProcessGroup, waitProcessGroupGone } from "@gpuorch/runtime";
+import { type LaunchEntrypoint, type LauncherPaths, buildLaunch, startTask, type TaskHandle } from "../launcher/index.js";
+
+export interface TaskManagerDeps {
+  /** The agent's work root: attempts run under `<workDir>/<jobId>/attempt-<n>`, task records in `<workDir>/tasks`. */
+  workDir: string;
+  logger: Logger;
+  paths?: Partial<LauncherPaths>;
+  /** Relative entrypoint paths are taken from here. */
+  codeDir: string;
+  /** Grace of a stop without one of its own, and at agent shutdown. */
+  stopGraceMs: number;
+  /** A task changed state: sent to the controller at once. */
+  onStatus: (report: AgentTaskReport) => void;
+  /** Output, batched per task. */
+  onLogs: (chunk: TaskLogChunk) => void;
+  now?: () => Date;
+  /** Output batching: a chunk goes when it has this many lines or is this old. */
+  logBatchLines?: number;
+  logBatchMs?: number;
+}
+
+interface Entry {
+  cmd: TaskLaunchCommand;
+  state: AgentTaskState;
+  report: AgentTaskReport;
+  handle: TaskHandle | null;
+  stopRequested: boolean;
+  tail: string[];
+  pending: TaskLogLine[];
+  flushTimer: ReturnType<typeof setTimeout> | null;
+}
+
+/** A task record kept on disk while it runs, so a restarted agent can find and stop what its predecessor started. */
+interface TaskFile {
+  taskId: string;
+  jobId: string;
+  attempt: number;
+  nodeRank: number;
+  pgid: number | null;
+}
+
+const TAIL_LINES = 20;
+const MAX_SEEN_COMMANDS = 10_000;
+
+/**
+ * The agent's tasks: runs launch and stop commands, keeps every task's true
+ * state until the controller says it has recorded the end (forget), and
+ * batches their output into log chunks.
+ *
+ * Commands are idempotent and fenced: a command id seen before does nothing
+ * (the current state is reported again), a launch of a task already known
+ * does nothing, a launch for an older attempt of a job than one already seen
+ * is refused, and a stop names its attempt and only stops that attempt.
+ * While draining, new launches are refused and running tasks go on.
+ */
+export class TaskManager {
+  private readonly tasks = new Map<string, Entry>();
+  private readonly seen = new Set<string>();
+  private readonly attempts = new Map<string, number>();
+  private draining = false;
+  private shuttingDown = false;
+  private readonly recordsDir: string;
+
+  constructor(private readonly deps: TaskManagerDeps) {
+    this.recordsDir = join(deps.workDir, "tasks");
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /** Every task's current report (the heartbeat's full list). */
+  reports(): AgentTaskReport[] {
+    return [...this.tasks.values()].map((e) => e.report);
+  }
+
+  /** How many tasks are starting or running. */
+  get activeCount(): number {
+    let n = 0;
+    for (const e of this.tasks.values()) if (e.state === "starting" || e.state === "running") n++;
+    return n;
+  }
+
+  private now(): Date {
+    return this.deps.now?.() ?? new Date();
+  }
+
+  private remember(commandId: string): boolean {
+    if (this.seen.has(commandId)) return false;
+    this.seen.add(commandId);
+    if (this.seen.size > MAX_SEEN_COMMANDS) {
+      const oldest = this.seen.values().next().value;
+      if (oldest !== undefined) this.seen.delete(oldest);
+    }
+    return true;
+  }
+
+  private setState(e: Entry, state: AgentTaskState, patch: Partial<AgentTaskReport> = {}): void {
+    e.state = state;
+    e.report = { ...e.report, ...patch, state, changedAt: this.now() };
+    this.deps.onStatus(e.report);
+  }
+
+  /**
+   * Finds tasks a previous agent process left behind (records in the work
+   * dir), stops their process groups and keeps them as `lost`, so the
+   * controller learns at once that they did not survive.
+   */
+  async recover(): Promise<number> {
+    if (!existsSync(this.recordsDir)) return 0;
+    let n = 0;
+    for (const name of readdirSync(this.recordsDir)) {
+      if (!name.endsWith(".json")) continue;
+      const path = join(this.recordsDir, name);
+      let rec: TaskFile;
+      try {
+        rec = JSON.parse(readFileSync(path, "utf8")) as TaskFile;
+      } catch {
+        rmSync(path, { force: true });
+        continue;
+      }
+      if (rec.pgid !== null && processGroupAlive(rec.pgid)) {
+        this.deps.logger.warn({ taskId: rec.taskId, pgid: rec.pgid }, "stopping a task left by an earlier agent process");
+        signalProcessGroup(rec.pgid, "SIGTERM");
+        if (!(await waitProcessGroupGone(rec.pgid, this.deps.stopGraceMs))) {
+          signalProcessGroup(rec.pgid, "SIGKILL");
+          await waitProcessGroupGone(rec.pgid, 5_000);
+        }
+      }
+      const report: AgentTaskReport = {
+        taskId: rec.taskId,
+        jobId: rec.jobId,
+        attempt: rec.attempt,
+        nodeRank: rec.nodeRank,
+        state: "lost",
+        exitCode: null,
+        signal: null,
+        stopped: false,
+        step: null,
+        metrics: {},
+        message: "the agent restarted; the task's processes were stopped",
+        lastLines: [],
+        changedAt: this.now(),
+      };
+      this.tasks.set(rec.taskId, {
+        cmd: { taskId: rec.taskId, jobId: rec.jobId, attempt: rec.attempt, nodeRank: rec.nodeRank } as TaskLaunchCommand,
+        state: "lost",
+        report,
+        handle: null,
+        stopRequested: false,
+        tail: [],
+        pending: [],
+        flushTimer: null,
+      });
+      rmSync(path, { force: true });
+      n++;
+    }
+    return n;
+  }
+
+  private writeRecord(cmd: TaskLaunchCommand, pgid: number | null): void {
+    mkdirSync(this.recordsDir, { recursive: true });
+    const rec: TaskFile = { taskId: cmd.taskId, jobId: cmd.jobId, attempt: cmd.attempt, nodeRank: cmd.nodeRank, pgid };
+    const path = join(this.recordsDir, `${cmd.taskId}.json`);
+    writeFileSync(`${path}.tmp`, JSON.stringify(rec));
+    renameSync(`${path}.tmp`, path);
+  }
+
+  private dropRecord(taskId: string): void {
+    rmSync(join(this.recordsDir, `${taskId}.json`), { force: true });
+  }
+
+  launch(cmd: TaskLaunchCommand): void {
+    const known = this.tasks.get(cmd.taskId);
+    if (!this.remember(cmd.commandId) || known) {
+      if (known) this.deps.onStatus(known.report);
+      return;
+    }
+    const base: AgentTaskReport = {
+      taskId: cmd.taskId,
+      jobId: cmd.jobId,
+      attempt: cmd.attempt,
+      nodeRank: cmd.nodeRank,
+      state: "starting",
+      exitCode: null,
+      signal: null,
+      stopped: false,
+      step: null,
+      metrics: {},
+      message: "",
+      lastLines: [],
+      changedAt: this.now(),
+    };
+    const e: Entry = { cmd, state: "starting", report: base, handle: null, stopRequested: false, tail: [], pending: [], flushTimer: null };
+    this.tasks.set(cmd.taskId, e);
+    const newest = this.attempts.get(cmd.jobId) ?? 0;
+    if (cmd.attempt < newest) {
+      this.setState(e, "failed_to_start", { message: `stale launch: attempt ${cmd.attempt} of job ${cmd.jobId} is older than attempt ${newest}` });
+      return;
+    }
+    if (this.draining) {
+      this.setState(e, "failed_to_start", { message: "the node is draining and takes no new tasks" });
+      return;
+    }
+    this.attempts.set(cmd.jobId, cmd.attempt);
+    this.setState(e, "starting");
+    void this.start(e);
+  }
+
+  private async start(e: Entry): Promise<void> {
+    const { cmd } = e;
+    const logger = this.deps.logger.child({ taskId: cmd.taskId, jobId: cmd.jobId, attempt: cmd.attempt });
+    try {
+      const entrypoint = resolveEntrypoint(cmd.entrypoint, this.deps.codeDir);
+      const launch = buildLaunch(
+        {
+          framework: cmd.framework,
+          jobId: cmd.jobId,
+          attempt: cmd.attempt,
+          entrypoint,
+          nodeRank: cmd.nodeRank,
+          numNodes: cmd.numNodes,
+          gpus: cmd.gpus,
+          ...(cmd.cpuProcesses > 0 ? { cpuProcesses: cmd.cpuProcesses } : {}),
+          masterAddr: cmd.masterAddr,
+          masterPort: cmd.masterPort,
+          ...(cmd.hosts.length === cmd.numNodes ? { hosts: cmd.hosts } : {}),
+        },
+        { workDir: this.deps.workDir, ...(this.deps.paths ? { paths: this.deps.paths } : {}) },
+      );
+      for (const w of launch.warnings) logger.warn({ warning: w }, "launch adjusted");
+      if (launch.role === "standby") {
+        // horovodrun on node 0 runs this node's ranks: nothing to start here, the task just holds the GPUs.
+        this.setState(e, "running");
+        return;
+      }
+      if (e.stopRequested) {
+        this.setState(e, "exited", { stopped: true, message: "stopped before it started" });
+        return;
+      }
+      const nproc = cmd.gpus.length > 0 ? cmd.gpus.length : Math.max(1, cmd.cpuProcesses);
+      const handle = await startTask(launch, {
+        workDir: this.deps.workDir,
+        logger,
+        stopGraceMs: this.deps.stopGraceMs,
+        onOutput: (chunk) => {
+          const rank = cmd.unit >= 0 ? cmd.unit : chunk.rank === undefined ? cmd.nodeRank : cmd.nodeRank * nproc + chunk.rank;
+          this.output(e, { rank, stream: chunk.stream, text: chunk.text, at: this.now() });
+        },
+        onProgress: (step, metrics) => {
+          e.report = { ...e.report, step: step ?? null, metrics: { ...metrics } };
+        },
+        onExit: (exit) => {
+          this.flushLogs(e);
+          this.dropRecord(cmd.taskId);
+          if (this.shuttingDown && !e.stopRequested) {
+            this.setState(e, "lost", { message: "the agent shut down and stopped the task", lastLines: e.tail.slice(-TAIL_LINES) });
+            return;
+          }
+          this.setState(e, "exited", {
+            exitCode: exit.exitCode,
+            signal: exit.signal,
+            stopped: exit.stopped || e.stopRequested,
+            step: exit.step ?? e.report.step,
+            metrics: { ...exit.metrics },
+            lastLines: e.tail.slice(-TAIL_LINES),
+          });
+        },
+      });
+      e.handle = handle;
+      this.writeRecord(cmd, handle.pgid);
+      this.setState(e, "running");
+      if (e.stopRequested) void handle.stop(this.deps.stopGraceMs);
+    } catch (err) {
+      const appErr = toAppError(err);
+      logger.warn({ err: appErr.message }, "task could not start");
+      this.setState(e, "failed_to_start", { message: appErr.message });
+    }
+  }
+
+  private output(e: Entry, line: TaskLogLine): void {
+    e.tail.push(line.text);
+    if (e.tail.length > TAIL_LINES) e.tail.shift();
+    e.pending.push(line);
+    if (e.pending.length >= (this.deps.logBatchLines ?? 200)) {
+      this.flushLogs(e);
+      return;
+    }
+    e.flushTimer ??= setTimeout(() => this.flushLogs(e), this.deps.logBatchMs ?? 200);
+  }
+
+  private flushLogs(e: Entry): void {
+    if (e.flushTimer) clearTimeout(e.flushTimer);
+    e.flushTimer = null;
+    if (e.pending.length === 0) return;
+    const lines = e.pending;
+    e.pending = [];
+    this.deps.onLogs({ taskId: e.cmd.taskId, jobId: e.cmd.jobId, attempt: e.cmd.attempt, nodeRank: e.cmd.nodeRank, lines });
+  }
+
+  stop(cmd: TaskStopCommand): void {
+    const e = this.tasks.get(cmd.taskId);
+    if (!this.remember(cmd.commandId) && !(e && (e.state === "starting" || e.state === "running") && !e.stopRequested)) return;
+    if (!e) return;
+    if (cmd.attempt !== e.cmd.attempt) {
+      this.deps.logger.warn({ taskId: cmd.taskId, attempt: cmd.attempt, running: e.cmd.attempt }, "ignoring a stop for another attempt");
+      return;
+    }
+    if (e.state !== "starting" && e.state !== "running") {
+      this.deps.onStatus(e.report);
+      return;
+    }
+    e.stopRequested = true;
+    e.report = { ...e.report, message: cmd.reason };
+    this.deps.logger.info({ taskId: cmd.taskId, reason: cmd.reason }, "stopping task");
+    const grace = cmd.graceSeconds > 0 ? cmd.graceSeconds * 1000 : this.deps.stopGraceMs;
+    if (e.handle) void e.handle.stop(grace);
+    else if (e.state === "running") this.setState(e, "exited", { stopped: true }); // a standby task has no process
+  }
+
+  /** The controller recorded these tasks' ends: drop them. */
+  forget(taskIds: readonly string[]): void {
+    for (const id of taskIds) {
+      const e = this.tasks.get(id);
+      if (e && e.state !== "starting" && e.state !== "running") this.tasks.delete(id);
+    }
+  }
+
+  setDraining(drain: boolean): void {
+    this.draining = drain;
+    this.deps.logger.info({ drain }, drain ? "draining: no new tasks" : "no longer draining");
+  }
+
+  /** Agent shutdown: stop every task (no process outlives the agent that started it). */
+  async stopAll(): Promise<void> {
+    this.shuttingDown = true;
+    this.draining = true;
+    await Promise.all(
+      [...this.tasks.values()].map(async (e) => {
+        if (e.handle) await e.handle.stop(this.deps.stopGraceMs);
+      }),
+    );
+  }
+}
+
+/**
+ * The entrypoint as the launcher takes it. `uri` may name a local file or
+ * directory (absolute, file://, or relative to `codeDir`); a file with no
+ * command is the program itself, a directory is the working directory.
+ * Object stores and git come with a later issue: they are refused clearly.
+ */
+export function resolveEntrypoint(e: TaskEntrypoint, codeDir: string): LaunchEntrypoint {
+  let command: LaunchEntrypoint["command"] = e.commandShell ? (e.command[0] ?? "") : e.command;
+  let workingDir = e.workingDir;
+  if (e.uri !== "") {
+    let path: string;
+    if (/^file:\/\//i.test(e.uri)) path = fileURLToPath(e.uri);
+    else if (/^[a-z][a-z0-9+.-]*:/i.test(e.uri) || /^[^/]+@[^/]+:/.test(e.uri)) {
+      throw new AppError("FAILED_PRECONDITION", `entrypoint.uri ${e.uri}: this agent runs code from local paths and file:// only`, {
+        reason: "entrypoint_unsupported",
+      });
+    } else path = isAbsolute(e.uri) ? e.uri : resolve(codeDir, e.uri);
+    if (!existsSync(path)) {
+      throw new AppError("NOT_FOUND", `entrypoint.uri ${e.uri}: ${path} does not exist on this node`, { reason: "entrypoint_missing" });
+    }
+    if (statSync(path).isDirectory()) {
+      workingDir ||= path;
+    } else {
+      workingDir ||= dirname(path);
+      if (e.command.length === 0) command = extname(path) === ".sh" ? ["sh", path] : [path];
+    }
+  }
+  if (typeof command === "string" ? command.trim() === "" : command.length === 0) {
+    throw AppError.invalid("entrypoint: no command and no runnable uri", [{ field: "entrypoint.command", message: "required" }]);
+  }
+  return { command, args: e.args, env: e.env, ...(workingDir ? { workingDir: isAbsolute(workingDir) ? workingDir : resolve(codeDir, workingDir) } : {}) };
+}

@@ -1,0 +1,242 @@
+import {
+  type Clock,
+  type IdSource,
+  type SchedJob,
+  type SchedNode,
+  masterPortFor,
+  placeJobs,
+} from "@gpuorch/core";
+import {
+  type Database,
+  type NewTask,
+  type PlacementNode,
+  type SchedulableJob,
+  findTasks,
+  insertTasks,
+  loadPlacementNodes,
+  lockSchedulableJobs,
+  setPendingReasons,
+  transitionJob,
+  withSingletonLock,
+} from "@gpuorch/db";
+import { type Logger, sleep } from "@gpuorch/runtime";
+import { catalogGpuModel } from "@gpuorch/spec";
+
+/** Advisory-lock key of the scheduler pass: one replica places at a time. */
+export const SCHEDULER_LOCK_KEY = 725_312_804_202n;
+
+export interface SchedulerLoopDeps {
+  db: Database["db"];
+  ids: IdSource;
+  clock: Clock;
+  logger: Logger;
+  /** A pass runs at least this often even when nothing woke it (another replica's submits, nodes coming back). */
+  intervalMs: number;
+  /** Jobs considered per pass, in queue order. */
+  batchLimit: number;
+  /** Called after each committed pass with the tasks it created (the supervisor launches them). */
+  onPlaced: (taskIds: string[]) => Promise<void>;
+  onJobChanged?: (jobId: string) => void;
+  onPass?: (stats: { placed: number; pending: number; seconds: number }) => void;
+}
+
+type SpecJson = {
+  resources?: { gpus?: number; max_gpus_per_node?: number; requires_multi_node?: boolean; gpu_memory_gb?: number; gpu_type?: string[] };
+  execution?: { tasks?: number; max_parallel?: number };
+};
+
+/** Decimal GB of a card with `mib` MiB: the spec's `gpu_memory` is in decimal GB. */
+const mibToGb = (mib: number): number => (mib * 1_048_576) / 1e9;
+
+export function toSchedNode(n: PlacementNode): SchedNode {
+  return {
+    id: n.id,
+    state: n.state,
+    provider: n.provider,
+    region: n.region,
+    zone: n.zone === "" ? null : n.zone,
+    network: n.network,
+    instanceType: n.instanceType,
+    gpus: n.gpus.map((g) => ({
+      index: g.index,
+      uuid: g.uuid,
+      model: catalogGpuModel(g.name, g.memoryTotalMib),
+      memoryGb: mibToGb(g.memoryTotalMib),
+      allocatedTo: g.heldBy,
+    })),
+  };
+}
+
+/** The scheduler's view of a job; `takenUnits`: multi_task units running or done in this attempt. */
+export function toSchedJob(j: SchedulableJob, takenUnits: ReadonlySet<number>, activeUnits: number): SchedJob | null {
+  const spec = j.spec as SpecJson;
+  const r = spec.resources ?? {};
+  const tasks = spec.execution?.tasks ?? 1;
+  const base: SchedJob = {
+    id: j.id,
+    priority: j.priority,
+    deadline: j.deadline,
+    createdAt: j.createdAt,
+    gpus: Math.max(1, r.gpus ?? 1),
+    maxGpusPerNode: r.max_gpus_per_node ?? null,
+    requiresMultiNode: r.requires_multi_node ?? false,
+    gpuMemoryGb: r.gpu_memory_gb ?? null,
+    gpuTypes: r.gpu_type ?? [],
+    executionMode: j.executionMode,
+    tasks,
+  };
+  if (j.executionMode !== "multi_task") return j.status === "pending" ? base : null;
+  const room = (spec.execution?.max_parallel ?? tasks) - activeUnits;
+  const pendingUnits: number[] = [];
+  for (let u = 0; u < tasks && pendingUnits.length < room; u++) if (!takenUnits.has(u)) pendingUnits.push(u);
+  if (pendingUnits.length === 0) return null;
+  return { ...base, pendingUnits };
+}
+
+/**
+ * The scheduler loop: a pass locks the queue head (SKIP LOCKED), snapshots
+ * the nodes and their GPU holds, runs the pure `placeJobs`, and in the SAME
+ * transaction inserts the tasks with their GPU holds (task_gpus' primary key
+ * refuses a double placement), moves placed jobs pending → scheduled with
+ * their event, and records why the others wait. After the commit the
+ * supervisor sends the launches. The whole pass runs under an advisory lock,
+ * so replicas take turns instead of fighting over rows.
+ *
+ * Passes run on `wake()` (a submit, a task ending, a node joining) and
+ * every `intervalMs`; wakes during a pass coalesce into one more pass.
+ * States: idle → running (start) → stopped (stop waits for the pass in flight).
+ */
+export class SchedulerLoop {
+  private readonly abort = new AbortController();
+  private loop: Promise<void> | null = null;
+  private woken = false;
+  private wakeUp: (() => void) | null = null;
+
+  constructor(private readonly deps: SchedulerLoopDeps) {}
+
+  get state(): "idle" | "running" | "stopped" {
+    return this.abort.signal.aborted ? "stopped" : this.loop ? "running" : "idle";
+  }
+
+  start(): void {
+    if (this.loop || this.abort.signal.aborted) return;
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort(new DOMException("scheduler stopped", "AbortError"));
+    this.wakeUp?.();
+    await this.loop;
+  }
+
+  wake(): void {
+    this.woken = true;
+    this.wakeUp?.();
+  }
+
+  private async run(): Promise<void> {
+    const { signal } = this.abort;
+    while (!signal.aborted) {
+      if (!this.woken) {
+        await new Promise<void>((resolve) => {
+          this.wakeUp = resolve;
+          sleep(this.deps.intervalMs, signal).then(resolve, resolve);
+        });
+        this.wakeUp = null;
+      }
+      if (signal.aborted) return;
+      this.woken = false;
+      try {
+        await this.pass();
+      } catch (err) {
+        this.deps.logger.error({ err }, "scheduler pass failed");
+        try {
+          await sleep(Math.min(this.deps.intervalMs, 1000), signal);
+        } catch {
+          return;
+        }
+      }
+    }
+  }
+
+  /** One pass; returns the tasks it created (empty when another replica holds the lock). */
+  async pass(): Promise<{ taskIds: string[]; pending: number }> {
+    const t0 = performance.now();
+    const res = await withSingletonLock(this.deps.db, SCHEDULER_LOCK_KEY, (tx) => this.placeIn(tx));
+    if (!res.acquired) return { taskIds: [], pending: 0 };
+    const { taskIds, pending, changedJobs } = res.value;
+    for (const id of changedJobs) this.deps.onJobChanged?.(id);
+    this.deps.onPass?.({ placed: taskIds.length, pending, seconds: (performance.now() - t0) / 1000 });
+    if (taskIds.length > 0) await this.deps.onPlaced(taskIds);
+    return { taskIds, pending };
+  }
+
+  private async placeIn(tx: Database["db"]): Promise<{ taskIds: string[]; pending: number; changedJobs: string[] }> {
+    const jobs = await lockSchedulableJobs(tx, this.deps.batchLimit);
+    if (jobs.length === 0) return { taskIds: [], pending: 0, changedJobs: [] };
+    const nodes = await loadPlacementNodes(tx);
+    const byId = new Map(jobs.map((j) => [j.id, j]));
+    const schedJobs: SchedJob[] = [];
+    for (const j of jobs) {
+      let taken = new Set<number>();
+      let active = 0;
+      if (j.executionMode === "multi_task" && j.status !== "pending") {
+        const ts = await findTasks(tx, { jobId: j.id, attempt: j.attempt });
+        taken = new Set(ts.filter((t) => t.state !== "lost").map((t) => t.unit));
+        active = ts.filter((t) => t.state === "assigned" || t.state === "running").length;
+      }
+      const sj = toSchedJob(j, taken, active);
+      if (sj) schedJobs.push(sj);
+    }
+    if (schedJobs.length === 0) return { taskIds: [], pending: 0, changedJobs: [] };
+    const decision = placeJobs({ jobs: schedJobs, nodes: nodes.map(toSchedNode) });
+    const nodeById = new Map(nodes.map((n) => [n.id, n]));
+    const newTasks: NewTask[] = [];
+    const changedJobs: string[] = [];
+    const perJob = new Map<string, typeof decision.placements>();
+    for (const p of decision.placements) perJob.set(p.jobId, [...(perJob.get(p.jobId) ?? []), p]);
+    for (const [jobId, placements] of perJob) {
+      const job = byId.get(jobId)!;
+      const port = masterPortFor(job.id, job.attempt);
+      const hosts: string[] = [];
+      for (const p of placements) {
+        const numNodes = p.unit === undefined ? p.nodes.length : 1;
+        const master = nodeById.get(p.nodes[0]!.nodeId);
+        p.nodes.forEach((ng, rank) => {
+          const node = nodeById.get(ng.nodeId);
+          hosts.push(`${node?.hostname ?? ng.nodeId}[${ng.gpuIndices.join(",")}]`);
+          newTasks.push({
+            id: this.deps.ids.newId(),
+            jobId,
+            attempt: job.attempt,
+            nodeId: ng.nodeId,
+            nodeRank: p.unit === undefined ? rank : 0,
+            numNodes,
+            unit: p.unit ?? -1,
+            gpuIndices: ng.gpuIndices,
+            masterAddr: master ? master.privateIp || master.hostname : "",
+            masterPort: p.unit === undefined ? port : masterPortFor(job.id, job.attempt * 100_000 + p.unit),
+          });
+        });
+      }
+      if (job.status === "pending") {
+        await transitionJob(tx, {
+          jobId,
+          to: "scheduled",
+          reason: `placed on ${hosts.join(", ")}`,
+          actor: "controller:scheduler",
+          expectedFrom: "pending",
+          details: { nodes: placements.flatMap((p) => p.nodes.map((n) => ({ nodeId: n.nodeId, gpus: n.gpuIndices, unit: p.unit ?? null }))) },
+        });
+        changedJobs.push(jobId);
+      }
+    }
+    await insertTasks(tx, newTasks);
+    const reasons = decision.pending.filter((p) => byId.get(p.jobId)?.status === "pending" && !perJob.has(p.jobId));
+    await setPendingReasons(
+      tx,
+      reasons.map((p) => ({ jobId: p.jobId, reason: p.neverFits ? `unschedulable: ${p.reason}` : `waiting for GPUs: ${p.reason}` })),
+    );
+    return { taskIds: newTasks.map((t) => t.id), pending: reasons.length, changedJobs };
+  }
+}

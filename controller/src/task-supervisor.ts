@@ -1,0 +1,380 @@
+import {
+  AppError,
+  type AgentTaskReport,
+  type Clock,
+  type Framework,
+  type IdSource,
+  type JobStatus,
+  type TaskLaunchCommand,
+  isTerminal,
+  judgeAttempt,
+  taskStateFromReport,
+} from "@gpuorch/core";
+import {
+  type Database,
+  type JobBrief,
+  getJobBriefs,
+  type TaskRecord,
+  type TaskUpdate,
+  applyTaskUpdates,
+  endTasks,
+  findTasks,
+  markLaunchSent,
+  nodeAddresses,
+  transitionJob,
+} from "@gpuorch/db";
+import { launchToProto, stopToProto } from "@gpuorch/rpc";
+import type { Logger } from "@gpuorch/runtime";
+import type { AgentSessions } from "./agent-sessions.js";
+
+export interface TaskSupervisorDeps {
+  db: Database["db"];
+  ids: IdSource;
+  clock: Clock;
+  logger: Logger;
+  sessions: AgentSessions;
+  /** Grace a stop command gives before SIGKILL. */
+  stopGraceSeconds: number;
+  /** A task the agent has not reported this long after its launch was sent is launched again (idempotent), or, once running, lost. */
+  launchTimeoutMs: number;
+  /** A job changed (wakes WatchJob streams). */
+  onJobChanged?: (jobId: string) => void;
+  /** GPUs were freed or a job went back to pending (wakes the scheduler). */
+  onCapacityFreed?: () => void;
+}
+
+
+const ACTOR = "controller:tasks";
+
+/**
+ * Drives tasks from placement to their end and the job along with them:
+ * sends launches, turns agents' reports into task states (`applyTaskUpdates`),
+ * judges each touched attempt (`judgeAttempt`) and applies the verdict —
+ * provisioning → running → completed, failed (peers stopped), or lost
+ * (requeued for the next attempt, or failed when attempts are used up).
+ *
+ * Level-triggered: every heartbeat carries the agent's full task list, and
+ * `reconcileNode` compares it with the database — a task the agent does not
+ * know is launched again (or declared lost once it had run), a task the
+ * controller no longer wants is stopped, and ended tasks are forgotten by the
+ * agent once recorded. Commands are idempotent on the agent (command id,
+ * attempt fencing), so re-sending is always safe.
+ *
+ * Decisions about one job are serialized in-process (`perJob`); across
+ * replicas the job's version makes a stale transition fail harmlessly.
+ */
+export class TaskSupervisor {
+  private readonly perJob = new Map<string, Promise<void>>();
+  /** Nodes with active tasks: a heartbeat from any other node with no tasks costs no query. */
+  private readonly busyNodes = new Set<string>();
+
+  constructor(private readonly deps: TaskSupervisorDeps) {}
+
+  /** Loads which nodes have active tasks (at start). */
+  async load(): Promise<void> {
+    for (const t of await findTasks(this.deps.db, { activeOnly: true })) this.busyNodes.add(t.nodeId);
+  }
+
+  /** Sends the launch commands of freshly placed tasks and moves their jobs to provisioning. */
+  async launch(taskIds: readonly string[]): Promise<void> {
+    if (taskIds.length === 0) return;
+    const tasks = await findTasks(this.deps.db, { ids: taskIds, activeOnly: true });
+    await this.sendLaunches(tasks);
+  }
+
+  private async sendLaunches(tasks: readonly TaskRecord[]): Promise<void> {
+    if (tasks.length === 0) return;
+    for (const t of tasks) this.busyNodes.add(t.nodeId);
+    const byJob = groupBy(tasks, (t) => t.jobId);
+    const jobs = await this.loadJobs([...byJob.keys()]);
+    const sent: string[] = [];
+    for (const [jobId, jobTasks] of byJob) {
+      const job = jobs.get(jobId);
+      if (!job || isTerminal(job.status)) continue;
+      const gang = await findTasks(this.deps.db, { jobId, attempt: jobTasks[0]!.attempt });
+      const addrs = await nodeAddresses(
+        this.deps.db,
+        gang.map((t) => t.nodeId),
+      );
+      for (const t of jobTasks) {
+        const cmd = buildLaunchCommand(job, t, gang, addrs);
+        if (this.deps.sessions.send(t.nodeId, { launch: launchToProto(cmd) })) sent.push(t.id);
+      }
+    }
+    await markLaunchSent(this.deps.db, sent);
+    // scheduled → provisioning happens in the job's judgement, serialized with the agents' reports.
+    await Promise.all([...byJob.keys()].map((jobId) => this.judge(jobId)));
+  }
+
+  /** Stops every active task of a job (cancel). The tasks end when their agents confirm. */
+  async stopJob(jobId: string, reason: string): Promise<void> {
+    const tasks = await findTasks(this.deps.db, { jobId, activeOnly: true });
+    for (const t of tasks) this.sendStop(t, reason);
+  }
+
+  private sendStop(t: TaskRecord, reason: string): void {
+    this.deps.sessions.send(t.nodeId, {
+      stop: stopToProto({
+        commandId: `stop:${t.id}`,
+        taskId: t.id,
+        jobId: t.jobId,
+        attempt: t.attempt,
+        reason,
+        graceSeconds: this.deps.stopGraceSeconds,
+      }),
+    });
+  }
+
+  /**
+   * One node's reports. `full` (a heartbeat) means the list is every task the
+   * agent knows, so absence means something; a single task_status message
+   * says nothing about the others.
+   */
+  async onReports(nodeId: string, reports: readonly AgentTaskReport[], full: boolean): Promise<void> {
+    if (reports.length === 0 && !this.busyNodes.has(nodeId)) return;
+    const updates: TaskUpdate[] = reports.map((r) => {
+      const s = taskStateFromReport(r);
+      return { taskId: r.taskId, state: s.state, exitCode: r.exitCode, signal: r.signal, step: r.step, reason: s.reason };
+    });
+    const changes = await applyTaskUpdates(this.deps.db, nodeId, updates);
+    for (const c of changes) {
+      this.deps.logger.info({ taskId: c.task.id, jobId: c.task.jobId, nodeId, from: c.from, to: c.task.state }, "task state");
+    }
+    const touched = new Set(changes.map((c) => c.task.jobId));
+    if (changes.some((c) => c.task.state !== "assigned" && c.task.state !== "running")) this.deps.onCapacityFreed?.();
+    if (full) await this.reconcileNode(nodeId, reports, touched);
+    await Promise.all([...touched].map((jobId) => this.judge(jobId)));
+  }
+
+  private async reconcileNode(nodeId: string, reports: readonly AgentTaskReport[], touched: Set<string>): Promise<void> {
+    const active = await findTasks(this.deps.db, { nodeId, activeOnly: true });
+    if (active.length === 0) this.busyNodes.delete(nodeId);
+    const reported = new Map(reports.map((r) => [r.taskId, r]));
+    const now = this.deps.clock.now().getTime();
+    const relaunch: TaskRecord[] = [];
+    const lost: TaskRecord[] = [];
+    const activeIds = new Set(active.map((t) => t.id));
+    for (const t of active) {
+      if (reported.has(t.id)) continue;
+      const since = t.launchSentAt?.getTime();
+      if (since !== undefined && now - since < this.deps.launchTimeoutMs) continue;
+      if (t.state === "running") lost.push(t);
+      else relaunch.push(t);
+    }
+    if (lost.length > 0) {
+      const ended = await endTasks(this.deps.db, lost.map((t) => t.id), "lost", "the agent no longer knows this task (did it restart?)");
+      for (const t of ended) touched.add(t.jobId);
+      this.deps.onCapacityFreed?.();
+    }
+    await this.sendLaunches(relaunch);
+    // What the agent runs that the controller does not want: stop it. What has ended and is recorded: forget it.
+    const forget: string[] = [];
+    for (const r of reports) {
+      const live = r.state === "starting" || r.state === "running";
+      if (live && !activeIds.has(r.taskId)) {
+        this.deps.sessions.send(nodeId, {
+          stop: stopToProto({
+            commandId: `stop:${r.taskId}`,
+            taskId: r.taskId,
+            jobId: r.jobId,
+            attempt: r.attempt,
+            reason: "the controller does not expect this task to run",
+            graceSeconds: this.deps.stopGraceSeconds,
+          }),
+        });
+      } else if (!live && !activeIds.has(r.taskId)) {
+        forget.push(r.taskId);
+      }
+    }
+    if (forget.length > 0) this.deps.sessions.send(nodeId, { forget: { taskIds: forget } });
+    // A job already over whose task still runs here (cancel, failed peer): keep stopping it.
+    const jobs = await this.loadJobs([...new Set(active.map((t) => t.jobId))]);
+    for (const t of active) {
+      const job = jobs.get(t.jobId);
+      if (job && (isTerminal(job.status) || job.attempt !== t.attempt || job.status === "requeued")) this.sendStop(t, `job is ${job.status}`);
+    }
+  }
+
+  /** A node was declared lost: its active tasks are lost, and their jobs judged. */
+  async onNodesLost(nodeIds: readonly string[]): Promise<void> {
+    if (nodeIds.length === 0) return;
+    const tasks = await findTasks(this.deps.db, { nodeIds, activeOnly: true });
+    if (tasks.length === 0) return;
+    const ended = await endTasks(
+      this.deps.db,
+      tasks.map((t) => t.id),
+      "lost",
+      "its node stopped sending heartbeats (lost)",
+    );
+    for (const n of nodeIds) this.busyNodes.delete(n);
+    this.deps.onCapacityFreed?.();
+    await Promise.all([...new Set(ended.map((t) => t.jobId))].map((jobId) => this.judge(jobId)));
+  }
+
+  /** Re-judges a job (e.g. after cancel, so tasks of a cancelled job are stopped). */
+  judge(jobId: string): Promise<void> {
+    const prev = this.perJob.get(jobId) ?? Promise.resolve();
+    const next = prev
+      .then(() => this.judgeNow(jobId))
+      .catch((err: unknown) => {
+        this.deps.logger.error({ err, jobId }, "judging the job's tasks failed");
+      })
+      .finally(() => {
+        if (this.perJob.get(jobId) === next) this.perJob.delete(jobId);
+      });
+    this.perJob.set(jobId, next);
+    return next;
+  }
+
+  private async judgeNow(jobId: string): Promise<void> {
+    const job = (await this.loadJobs([jobId])).get(jobId);
+    if (!job) return;
+    const tasks = await findTasks(this.deps.db, { jobId, attempt: job.attempt });
+    if (isTerminal(job.status)) {
+      for (const t of tasks) if (t.state === "assigned" || t.state === "running") this.sendStop(t, `job is ${job.status}`);
+      return;
+    }
+    let status = job.status;
+    if (status === "scheduled" && tasks.some((t) => t.launchSentAt !== null || t.state !== "assigned")) {
+      if (!(await this.transition(jobId, "scheduled", "provisioning", `launch sent to ${describeNodes(tasks)}`))) return;
+      status = "provisioning";
+    }
+    const spec = parseSpec(job.spec);
+    const expected = job.execution_mode === "multi_task" ? specTasks(spec) : (tasks[0]?.numNodes ?? 1);
+    const verdict = judgeAttempt({
+      status,
+      executionMode: job.execution_mode,
+      expected,
+      maxAttempts: job.max_attempts,
+      tasks: tasks.map((t) => ({
+        id: t.id,
+        nodeRank: t.nodeRank,
+        unit: t.unit,
+        state: t.state,
+        exitCode: t.exitCode,
+        reason: t.reason,
+        hostname: t.hostname,
+        endedAt: t.endedAt,
+      })),
+    });
+    switch (verdict.kind) {
+      case "none":
+        return;
+      case "running":
+        await this.transition(jobId, "provisioning", "running", "all ranks started");
+        return;
+      case "completed":
+        if (status === "scheduled") return; // not launched yet by this replica's record; the launch path judges again
+        if (status === "provisioning" && !(await this.transition(jobId, "provisioning", "running", "all ranks started"))) return;
+        await this.transition(jobId, null, "completed", verdict.reason);
+        return;
+      case "failed": {
+        for (const t of tasks) if (t.state === "assigned" || t.state === "running") this.sendStop(t, `a peer failed: ${verdict.reason.split("\n")[0]}`);
+        await this.transition(jobId, null, "failed", verdict.reason, { taskId: verdict.task.id, exitCode: verdict.task.exitCode });
+        return;
+      }
+      case "lost": {
+        for (const t of tasks) if (t.state === "assigned" || t.state === "running") this.sendStop(t, `a peer was lost: ${verdict.reason}`);
+        if (job.attempt >= job.max_attempts) {
+          await this.transition(jobId, null, "failed", `${verdict.reason}; no attempts left (max_attempts ${job.max_attempts})`, { taskId: verdict.task.id });
+          return;
+        }
+        if (!(await this.transition(jobId, null, "requeued", verdict.reason, { taskId: verdict.task.id }))) return;
+        // Tasks of the old attempt that still run are stopped by reconcile (their attempt is stale) and free their GPUs then.
+        await this.transition(jobId, "requeued", "pending", `attempt ${job.attempt + 1} of ${job.max_attempts} after: ${verdict.reason}`);
+        this.deps.onCapacityFreed?.();
+        return;
+      }
+    }
+  }
+
+  /** True when applied; false when someone else moved the job first. */
+  private async transition(jobId: string, from: JobStatus | null, to: JobStatus, reason: string, details?: Record<string, unknown>): Promise<boolean> {
+    try {
+      await transitionJob(this.deps.db, {
+        jobId,
+        to,
+        reason,
+        actor: ACTOR,
+        ...(from !== null ? { expectedFrom: from } : {}),
+        ...(details ? { details } : {}),
+      });
+      this.deps.logger.info({ jobId, to, reason: reason.split("\n")[0] }, `job ${to}`);
+      this.deps.onJobChanged?.(jobId);
+      return true;
+    } catch (e) {
+      // Someone else moved the job first (cancel, another replica): the next judgement sees the new state.
+      if (e instanceof AppError && (e.reason === "version_conflict" || e.reason === "unexpected_status" || e.reason === "illegal_transition")) {
+        this.deps.logger.debug({ jobId, to, why: e.message }, "transition skipped");
+        return false;
+      }
+      throw e;
+    }
+  }
+
+  private loadJobs(ids: readonly string[]): Promise<Map<string, JobBrief>> {
+    return getJobBriefs(this.deps.db, ids);
+  }
+}
+
+function groupBy<T>(items: readonly T[], key: (t: T) => string): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const it of items) out.set(key(it), [...(out.get(key(it)) ?? []), it]);
+  return out;
+}
+
+function describeNodes(tasks: readonly TaskRecord[]): string {
+  return tasks.map((t) => `${t.hostname}${t.unit >= 0 ? ` (unit ${t.unit})` : ` (rank ${t.nodeRank})`}`).join(", ");
+}
+
+type SpecJson = { entrypoint?: Record<string, unknown>; execution?: { tasks?: number } };
+
+function parseSpec(spec: Record<string, unknown> | string): SpecJson {
+  return (typeof spec === "string" ? JSON.parse(spec) : spec) as SpecJson;
+}
+
+function specTasks(spec: SpecJson): number {
+  return spec.execution?.tasks ?? 1;
+}
+
+/** The launch command for one task, from the job's stored (normalized) spec and its gang. */
+export function buildLaunchCommand(
+  job: { id: string; name: string; framework: Framework; spec: Record<string, unknown> | string },
+  task: TaskRecord,
+  gang: readonly TaskRecord[],
+  addrs: ReadonlyMap<string, { host: string; hostname: string }>,
+): TaskLaunchCommand {
+  const e = (parseSpec(job.spec).entrypoint ?? {}) as {
+    uri?: string;
+    command?: string[];
+    command_shell?: boolean;
+    args?: string[];
+    env?: Record<string, string>;
+    working_dir?: string;
+  };
+  const peers = task.unit >= 0 ? [task] : [...gang].filter((t) => t.unit < 0 && t.attempt === task.attempt).sort((a, b) => a.nodeRank - b.nodeRank);
+  return {
+    commandId: `launch:${task.id}`,
+    taskId: task.id,
+    jobId: job.id,
+    jobName: job.name,
+    attempt: task.attempt,
+    framework: job.framework,
+    entrypoint: {
+      uri: e.uri ?? "",
+      command: e.command ?? [],
+      commandShell: e.command_shell ?? false,
+      args: e.args ?? [],
+      env: e.env ?? {},
+      workingDir: e.working_dir ?? "",
+    },
+    nodeRank: task.unit >= 0 ? 0 : task.nodeRank,
+    numNodes: task.unit >= 0 ? 1 : task.numNodes,
+    gpus: task.gpuIndices.map(String),
+    masterAddr: task.masterAddr,
+    masterPort: task.masterPort,
+    hosts: peers.map((t) => ({ host: addrs.get(t.nodeId)?.host ?? t.hostname, slots: Math.max(1, t.gpuIndices.length), port: t.masterPort })),
+    unit: task.unit,
+    cpuProcesses: 0,
+  };
+}
