@@ -21,6 +21,10 @@ export const controllerConfigSchema = z.object({
   /** Embedded tour mode: mint an admin token and write it to the CLI config. */
   embedded: z.coerce.boolean().default(false),
   cliConfigPath: z.string().default(join(homedir(), ".gpuorch", "config.yaml")),
+  /** Embedded only: run one local agent beside the controller (`pnpm start`). */
+  withAgent: z.coerce.boolean().default(false),
+  /** The local agent simulates this nvidia-smi capture instead of looking for GPUs. */
+  simulateGpus: z.string().optional(),
   /** How long SIGTERM waits for in-flight requests before forcing. */
   shutdownGraceMs: z.coerce.number().int().min(0).default(10_000),
   /** Whether /metrics needs a bearer token (Prometheus scrapers usually have none). */

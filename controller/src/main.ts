@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { basename, dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { AppError, isAppError, type TokenKind } from "@gpuorch/core";
 import { openDatabase } from "@gpuorch/db";
@@ -7,11 +8,12 @@ import { controllerConfigSchema, type ControllerConfig } from "./config.js";
 import { startController } from "./controller.js";
 import { acquireDataDirLock } from "./data-dir-lock.js";
 import { createToken } from "./tokens.js";
+import { type LocalAgent, localAgentAvailable, startLocalAgent } from "./local-agent.js";
 
 const USAGE = `gpuorch-controller — the gpuorch control plane
 
 Usage:
-  gpuorch-controller serve [--embedded] [--grpc-port N] [--http-port N] [--data-dir DIR]
+  gpuorch-controller serve [--embedded [--with-agent [--simulate-gpus FILE]]] [--grpc-port N] [--http-port N] [--data-dir DIR]
                            [--database-url URL] [--config FILE] [--log-level LEVEL]
                            [--heartbeat-interval-seconds N] [--heartbeat-flush-ms MS]
                            [--node-unreachable-ms MS] [--node-lost-ms MS] [--node-health-interval-ms MS]
@@ -20,12 +22,17 @@ Usage:
   gpuorch-controller token create --admin [--json]
   gpuorch-controller migrate [--data-dir DIR | --database-url URL]
 
+--with-agent (embedded only) also runs one local gpuorch-agent; without a GPU it simulates one
+from a real nvidia-smi capture so jobs run on the CPU. \`pnpm start\` uses it.
+
 Configuration: flags > GPUORCH_* environment (e.g. GPUORCH_GRPC_PORT, DATABASE_URL) > --config FILE > defaults.
 Without DATABASE_URL the controller embeds PostgreSQL (PGlite) in --data-dir (default ~/.gpuorch/data).`;
 
 const FLAG_OPTIONS = {
   help: { type: "boolean", short: "h" },
   embedded: { type: "boolean" },
+  "with-agent": { type: "boolean" },
+  "simulate-gpus": { type: "string" },
   "grpc-host": { type: "string" },
   "grpc-port": { type: "string" },
   "http-host": { type: "string" },
@@ -82,6 +89,8 @@ async function main(argv: string[]): Promise<number> {
     if (v !== undefined) flags[key] = v;
   }
   if (values.embedded) flags.embedded = true;
+  if (values["with-agent"]) flags.withAgent = true;
+  if (values["simulate-gpus"] !== undefined) flags.simulateGpus = values["simulate-gpus"];
   const env = { ...process.env };
   if (env.DATABASE_URL && !env.GPUORCH_DATABASE_URL) env.GPUORCH_DATABASE_URL = env.DATABASE_URL;
   const config: ControllerConfig = loadConfig(controllerConfigSchema, { flags, env, envPrefix: "GPUORCH_", file: values.config ?? null });
@@ -106,7 +115,21 @@ async function main(argv: string[]): Promise<number> {
 
 async function serve(config: ControllerConfig): Promise<number> {
   const logger = createLogger({ name: "gpuorch-controller", level: config.logLevel });
+  if (config.withAgent && !config.embedded) {
+    throw AppError.invalid("--with-agent needs --embedded (elsewhere run gpuorch-agent on each node)", [{ field: "with-agent", message: "only with --embedded" }]);
+  }
   const running = await startController(config, { logger, clock: systemClock, ids: createIdSource() });
+  let agent: LocalAgent | null = null;
+  if (config.withAgent && running.agentToken && localAgentAvailable()) {
+    agent = startLocalAgent({
+      controller: `127.0.0.1:${running.grpcPort}`,
+      token: running.agentToken,
+      workDir: join(dirname(config.dataDir), "agent"),
+      logger: logger.child({ component: "local-agent" }),
+      codeDir: process.cwd(),
+      ...(config.simulateGpus ? { simulateGpus: config.simulateGpus } : {}),
+    });
+  }
   if (running.adminToken) {
     // Human banner on stdout; structured logs stay on stderr.
     console.log(
@@ -117,8 +140,17 @@ async function serve(config: ControllerConfig): Promise<number> {
         `  admin token: ${running.adminToken}`,
         ...(running.agentToken ? [`  agent token: ${running.agentToken}  (for gpuorch-agent run --token)`] : []),
         `  (written to ${config.cliConfigPath} for the gpuorch CLI)`,
+        ...(agent
+          ? [
+              agent.simulated
+                ? `  local agent: no GPU found, simulating ${basename(agent.simulated)} (jobs run on the CPU)`
+                : "  local agent: using this machine's GPUs",
+            ]
+          : []),
         "",
-        "Try: node packages/cli/dist/main.js submit examples/ddp-resnet.yaml",
+        "Try: node packages/cli/dist/main.js submit examples/hello.yaml && node packages/cli/dist/main.js watch <JOB_ID>",
+        "     node packages/cli/dist/main.js submit examples/local-ddp.yaml   (2-rank PyTorch DDP on this node)",
+        "     node packages/cli/dist/main.js nodes",
         "",
       ].join("\n"),
     );
@@ -126,6 +158,9 @@ async function serve(config: ControllerConfig): Promise<number> {
   return new Promise<number>((resolve) => {
     const shutdown = new ShutdownManager({ logger, timeoutMs: config.shutdownGraceMs + 5_000, onDone: (code) => resolve(code) });
     shutdown.add("controller", () => running.stop());
+    // Stopped first (reverse order): its tasks end and report while the controller still listens.
+    const local = agent;
+    if (local) shutdown.add("local-agent", () => local.stop());
     shutdown.install(process);
   });
 }
