@@ -153,17 +153,34 @@ export class TaskSupervisor {
     const now = this.deps.clock.now().getTime();
     const relaunch: TaskRecord[] = [];
     const lost: TaskRecord[] = [];
+    const unwanted: TaskRecord[] = [];
     const activeIds = new Set(active.map((t) => t.id));
+    const jobs = await this.loadJobs([...new Set(active.map((t) => t.jobId))]);
+    /** The job is over, or has moved on to another attempt: the controller no longer wants this task to run. */
+    const notWanted = (t: TaskRecord): boolean => {
+      const job = jobs.get(t.jobId);
+      return !job || isTerminal(job.status) || job.attempt !== t.attempt || job.status === "requeued";
+    };
     for (const t of active) {
       if (reported.has(t.id)) continue;
       const since = t.launchSentAt?.getTime();
       if (since !== undefined && now - since < this.deps.launchTimeoutMs) continue;
       if (t.state === "running") lost.push(t);
+      // Never launched here and no longer wanted: nothing runs, so no stop will ever be confirmed; end it and free its GPUs.
+      else if (notWanted(t)) unwanted.push(t);
       else relaunch.push(t);
     }
     if (lost.length > 0) {
       const ended = await endTasks(this.deps.db, lost.map((t) => t.id), "lost", "the agent no longer knows this task (did it restart?)");
       for (const t of ended) touched.add(t.jobId);
+      this.deps.onCapacityFreed?.();
+    }
+    if (unwanted.length > 0) {
+      const ended = await endTasks(this.deps.db, unwanted.map((t) => t.id), "stopped", "never started, and its job no longer wants it");
+      for (const t of ended) {
+        touched.add(t.jobId);
+        activeIds.delete(t.id);
+      }
       this.deps.onCapacityFreed?.();
     }
     await this.sendLaunches(relaunch);
@@ -188,10 +205,9 @@ export class TaskSupervisor {
     }
     if (forget.length > 0) this.deps.sessions.send(nodeId, { forget: { taskIds: forget } });
     // A job already over whose task still runs here (cancel, failed peer): keep stopping it.
-    const jobs = await this.loadJobs([...new Set(active.map((t) => t.jobId))]);
     for (const t of active) {
       const job = jobs.get(t.jobId);
-      if (job && (isTerminal(job.status) || job.attempt !== t.attempt || job.status === "requeued")) this.sendStop(t, `job is ${job.status}`);
+      if (job && activeIds.has(t.id) && notWanted(t)) this.sendStop(t, `job is ${job.status}`);
     }
   }
 

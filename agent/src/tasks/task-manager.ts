@@ -72,6 +72,8 @@ export class TaskManager {
   private readonly tasks = new Map<string, Entry>();
   private readonly seen = new Set<string>();
   private readonly attempts = new Map<string, number>();
+  /** Starts in flight (the process is being spawned): stopAll waits for them, so none escapes a shutdown. */
+  private readonly starting = new Set<Promise<void>>();
   private draining = false;
   private shuttingDown = false;
   private readonly recordsDir: string;
@@ -219,7 +221,9 @@ export class TaskManager {
     }
     this.attempts.set(cmd.jobId, cmd.attempt);
     this.setState(e, "starting");
-    void this.start(e);
+    const started = this.start(e);
+    this.starting.add(started);
+    void started.finally(() => this.starting.delete(started));
   }
 
   private async start(e: Entry): Promise<void> {
@@ -350,6 +354,7 @@ export class TaskManager {
   async stopAll(): Promise<void> {
     this.shuttingDown = true;
     this.draining = true;
+    await Promise.all(this.starting);
     await Promise.all(
       [...this.tasks.values()].map(async (e) => {
         if (e.handle) await e.handle.stop(this.deps.stopGraceMs);

@@ -68,8 +68,10 @@ function jobFromRow(r: JobRow): SchedulableJob {
 /**
  * Locks (FOR UPDATE SKIP LOCKED) up to `limit` jobs in queue order that the
  * scheduler may place: pending ones, and multi_task ones already under way
- * (their remaining units). A job another transaction holds is skipped, never
- * waited for, so two schedulers never place the same job.
+ * that have a unit left to place and room under max_parallel (a fully
+ * placed one must not fill the batch and starve the queue behind it). A job
+ * another transaction holds is skipped, never waited for, so two schedulers
+ * never place the same job.
  */
 export async function lockSchedulableJobs(tx: Db, limit: number): Promise<SchedulableJob[]> {
   const r = await rows<JobRow>(
@@ -77,7 +79,11 @@ export async function lockSchedulableJobs(tx: Db, limit: number): Promise<Schedu
     sql`SELECT id, name, status, priority, deadline, created_at, attempt, max_attempts, execution_mode, framework, status_reason, spec
         FROM jobs
         WHERE status = 'pending'
-           OR (execution_mode = 'multi_task' AND status IN ('scheduled', 'provisioning', 'running', 'checkpointing'))
+           OR (execution_mode = 'multi_task' AND status IN ('scheduled', 'provisioning', 'running', 'checkpointing')
+               AND (SELECT count(DISTINCT t.unit) FROM tasks t WHERE t.job_id = jobs.id AND t.attempt = jobs.attempt AND t.state <> 'lost')
+                   < COALESCE((jobs.spec->'execution'->>'tasks')::int, 1)
+               AND (SELECT count(*) FROM tasks t WHERE t.job_id = jobs.id AND t.attempt = jobs.attempt AND t.state IN ('assigned', 'running'))
+                   < COALESCE((jobs.spec->'execution'->>'max_parallel')::int, (jobs.spec->'execution'->>'tasks')::int, 1))
         ORDER BY priority DESC, deadline ASC NULLS LAST, created_at ASC
         LIMIT ${limit}
         FOR UPDATE SKIP LOCKED`,
