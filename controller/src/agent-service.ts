@@ -97,10 +97,10 @@ export function createAgentServiceImpl(deps: AgentServiceDeps): AgentServiceServ
             deps.onHeartbeat?.();
             await send({ heartbeatAck: { seq: hb.seq } });
             const tasks = hb.tasks.map((t, i) => taskReportFromProto(t, `heartbeat.tasks[${i}]`));
-            report(id, () => deps.supervisor.onReports(id, tasks, true));
+            report(id, () => deps.supervisor.onReports(id, tasks, true, { awaitJudgements: false }));
           } else if (req.taskStatus) {
             const r = taskReportFromProto(req.taskStatus);
-            report(id, () => deps.supervisor.onReports(id, [r], false));
+            report(id, () => deps.supervisor.onReports(id, [r], false, { awaitJudgements: false }));
           } else if (req.logChunk) {
             deps.logs?.append(logChunkFromProto(req.logChunk));
           }

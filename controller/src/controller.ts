@@ -228,7 +228,7 @@ export async function startController(
       logger: logger.child({ component: "scheduler" }),
       intervalMs: config.schedulerIntervalMs,
       batchLimit: config.schedulerBatch,
-      onPlaced: (taskIds) => supervisor.launch(taskIds),
+      onPlaced: (taskIds, launches) => supervisor.launch(taskIds, launches),
       onJobChanged: (id) => notifier.notify(id),
     });
     const started = scheduler;

@@ -3,6 +3,7 @@ import {
   type IdSource,
   type SchedJob,
   type SchedNode,
+  type TaskLaunchCommand,
   masterPortFor,
   placeJobs,
 } from "@gpuorch/core";
@@ -11,6 +12,7 @@ import {
   type NewTask,
   type PlacementNode,
   type SchedulableJob,
+  type TaskRecord,
   findTasks,
   insertTasks,
   loadPlacementNodes,
@@ -21,6 +23,13 @@ import {
 } from "@gpuorch/db";
 import { type Logger, sleep } from "@gpuorch/runtime";
 import { catalogGpuModel } from "@gpuorch/spec";
+import { buildLaunchCommand } from "./task-supervisor.js";
+
+/** A launch command for a task the pass just created, and where it goes. */
+export interface PlacedLaunch {
+  nodeId: string;
+  command: TaskLaunchCommand;
+}
 
 /** Advisory-lock key of the scheduler pass: one replica places at a time. */
 export const SCHEDULER_LOCK_KEY = 725_312_804_202n;
@@ -34,8 +43,12 @@ export interface SchedulerLoopDeps {
   intervalMs: number;
   /** Jobs considered per pass, in queue order. */
   batchLimit: number;
-  /** Called after each committed pass with the tasks it created (the supervisor launches them). */
-  onPlaced: (taskIds: string[]) => Promise<void>;
+  /**
+   * Called after each committed pass with the tasks it created and their
+   * launch commands, built from what the pass already holds (the supervisor
+   * sends them without reading anything back).
+   */
+  onPlaced: (taskIds: string[], launches: PlacedLaunch[]) => Promise<void>;
   onJobChanged?: (jobId: string) => void;
   onPass?: (stats: { placed: number; pending: number; seconds: number }) => void;
 }
@@ -138,10 +151,13 @@ export class SchedulerLoop {
     const { signal } = this.abort;
     while (!signal.aborted) {
       if (!this.woken) {
-        await new Promise<void>((resolve) => {
-          this.wakeUp = resolve;
-          sleep(this.deps.intervalMs, signal).then(resolve, resolve);
-        });
+        // One controller per wait, aborted by a wake or by stop, so no timer or abort listener outlives its wait.
+        const wait = new AbortController();
+        const onStop = (): void => wait.abort();
+        signal.addEventListener("abort", onStop, { once: true });
+        this.wakeUp = () => wait.abort();
+        await sleep(this.deps.intervalMs, wait.signal).catch(() => {});
+        signal.removeEventListener("abort", onStop);
         this.wakeUp = null;
       }
       if (signal.aborted) return;
@@ -164,16 +180,16 @@ export class SchedulerLoop {
     const t0 = performance.now();
     const res = await withSingletonLock(this.deps.db, SCHEDULER_LOCK_KEY, (tx) => this.placeIn(tx));
     if (!res.acquired) return { taskIds: [], pending: 0 };
-    const { taskIds, pending, changedJobs } = res.value;
+    const { taskIds, pending, changedJobs, launches } = res.value;
     for (const id of changedJobs) this.deps.onJobChanged?.(id);
     this.deps.onPass?.({ placed: taskIds.length, pending, seconds: (performance.now() - t0) / 1000 });
-    if (taskIds.length > 0) await this.deps.onPlaced(taskIds);
+    if (taskIds.length > 0) await this.deps.onPlaced(taskIds, launches);
     return { taskIds, pending };
   }
 
-  private async placeIn(tx: Database["db"]): Promise<{ taskIds: string[]; pending: number; changedJobs: string[] }> {
+  private async placeIn(tx: Database["db"]): Promise<{ taskIds: string[]; pending: number; changedJobs: string[]; launches: PlacedLaunch[] }> {
     const jobs = await lockSchedulableJobs(tx, this.deps.batchLimit);
-    if (jobs.length === 0) return { taskIds: [], pending: 0, changedJobs: [] };
+    if (jobs.length === 0) return { taskIds: [], pending: 0, changedJobs: [], launches: [] };
     const nodes = await loadPlacementNodes(tx);
     const byId = new Map(jobs.map((j) => [j.id, j]));
     const schedJobs: SchedJob[] = [];
@@ -188,7 +204,7 @@ export class SchedulerLoop {
       const sj = toSchedJob(j, taken, active);
       if (sj) schedJobs.push(sj);
     }
-    if (schedJobs.length === 0) return { taskIds: [], pending: 0, changedJobs: [] };
+    if (schedJobs.length === 0) return { taskIds: [], pending: 0, changedJobs: [], launches: [] };
     const decision = placeJobs({ jobs: schedJobs, nodes: nodes.map(toSchedNode) });
     const nodeById = new Map(nodes.map((n) => [n.id, n]));
     const newTasks: NewTask[] = [];
@@ -232,11 +248,41 @@ export class SchedulerLoop {
       }
     }
     await insertTasks(tx, newTasks);
+    const launches = launchesFor(newTasks, byId, nodeById, this.deps.clock.now());
     const reasons = decision.pending.filter((p) => byId.get(p.jobId)?.status === "pending" && !perJob.has(p.jobId));
     await setPendingReasons(
       tx,
       reasons.map((p) => ({ jobId: p.jobId, reason: p.neverFits ? `unschedulable: ${p.reason}` : `waiting for GPUs: ${p.reason}` })),
     );
-    return { taskIds: newTasks.map((t) => t.id), pending: reasons.length, changedJobs };
+    return { taskIds: newTasks.map((t) => t.id), pending: reasons.length, changedJobs, launches };
   }
+}
+
+/** The launch commands of freshly placed tasks, from the pass's own snapshot. */
+function launchesFor(
+  tasks: readonly NewTask[],
+  jobs: ReadonlyMap<string, SchedulableJob>,
+  nodes: ReadonlyMap<string, PlacementNode>,
+  now: Date,
+): PlacedLaunch[] {
+  const records: TaskRecord[] = tasks.map((t) => ({
+    ...t,
+    hostname: nodes.get(t.nodeId)?.hostname ?? "",
+    state: "assigned",
+    exitCode: null,
+    signal: null,
+    step: null,
+    reason: null,
+    createdAt: now,
+    launchSentAt: null,
+    startedAt: null,
+    endedAt: null,
+  }));
+  const addrs = new Map([...nodes.values()].map((n) => [n.id, { host: n.privateIp || n.hostname, hostname: n.hostname }]));
+  const byJob = new Map<string, TaskRecord[]>();
+  for (const r of records) byJob.set(r.jobId, [...(byJob.get(r.jobId) ?? []), r]);
+  return records.flatMap((r) => {
+    const job = jobs.get(r.jobId);
+    return job ? [{ nodeId: r.nodeId, command: buildLaunchCommand(job, r, byJob.get(r.jobId) ?? [r], addrs) }] : [];
+  });
 }

@@ -26,6 +26,7 @@ import {
 import { launchToProto, stopToProto } from "@gpuorch/rpc";
 import type { Logger } from "@gpuorch/runtime";
 import type { AgentSessions } from "./agent-sessions.js";
+import type { PlacedLaunch } from "./scheduler-loop.js";
 
 export interface TaskSupervisorDeps {
   db: Database["db"];
@@ -76,10 +77,27 @@ export class TaskSupervisor {
   }
 
   /** Sends the launch commands of freshly placed tasks and moves their jobs to provisioning. */
-  async launch(taskIds: readonly string[]): Promise<void> {
+  async launch(taskIds: readonly string[], prepared?: readonly PlacedLaunch[]): Promise<void> {
     if (taskIds.length === 0) return;
+    if (prepared && prepared.length === taskIds.length) {
+      await this.sendPrepared(prepared);
+      return;
+    }
     const tasks = await findTasks(this.deps.db, { ids: taskIds, activeOnly: true });
     await this.sendLaunches(tasks);
+  }
+
+  /** Launches the scheduler built from its own snapshot: no read-back before the send. */
+  private async sendPrepared(launches: readonly PlacedLaunch[]): Promise<void> {
+    const sent: string[] = [];
+    const jobs = new Set<string>();
+    for (const l of launches) {
+      this.busyNodes.add(l.nodeId);
+      if (this.deps.sessions.send(l.nodeId, { launch: launchToProto(l.command) })) sent.push(l.command.taskId);
+      jobs.add(l.command.jobId);
+    }
+    await markLaunchSent(this.deps.db, sent);
+    await Promise.all([...jobs].map((jobId) => this.judge(jobId)));
   }
 
   private async sendLaunches(tasks: readonly TaskRecord[]): Promise<void> {
@@ -130,7 +148,7 @@ export class TaskSupervisor {
    * agent knows, so absence means something; a single task_status message
    * says nothing about the others.
    */
-  async onReports(nodeId: string, reports: readonly AgentTaskReport[], full: boolean): Promise<void> {
+  async onReports(nodeId: string, reports: readonly AgentTaskReport[], full: boolean, opts: { awaitJudgements?: boolean } = {}): Promise<void> {
     if (reports.length === 0 && !this.busyNodes.has(nodeId)) return;
     const updates: TaskUpdate[] = reports.map((r) => {
       const s = taskStateFromReport(r);
@@ -143,7 +161,9 @@ export class TaskSupervisor {
     const touched = new Set(changes.map((c) => c.task.jobId));
     if (changes.some((c) => c.task.state !== "assigned" && c.task.state !== "running")) this.deps.onCapacityFreed?.();
     if (full) await this.reconcileNode(nodeId, reports, touched);
-    await Promise.all([...touched].map((jobId) => this.judge(jobId)));
+    // Judgements are serialized per job; the caller need not wait for them to take the node's next report.
+    const judged = Promise.all([...touched].map((jobId) => this.judge(jobId)));
+    if (opts.awaitJudgements ?? true) await judged;
   }
 
   private async reconcileNode(nodeId: string, reports: readonly AgentTaskReport[], touched: Set<string>): Promise<void> {

@@ -335,6 +335,8 @@ export async function applyTaskUpdates(db: Db, nodeId: string, updates: readonly
       old AS (
         SELECT t.id, t.state FROM tasks t JOIN input ON input.id = t.id
         WHERE t.node_id = ${nodeId}::uuid AND t.state IN ('assigned', 'running')
+          -- Only what changes is written: heartbeats repeat unchanged states every interval.
+          AND ((input.state <> 'assigned' AND input.state <> t.state) OR (input.step IS NOT NULL AND input.step IS DISTINCT FROM t.step))
         FOR UPDATE OF t
       ),
       upd AS (
