@@ -2,7 +2,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["**/dist/**", "**/node_modules/**", "packages/proto/src/gen/**", "**/testdata/**", "coverage/**"] },
+  { ignores: ["**/dist/**", "**/node_modules/**", "packages/proto/src/gen/**", "**/testdata/**", "coverage/**", ".devcarry/**"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -75,7 +75,16 @@ function waitExit(child: ChildProcess, timeoutMs: number): Promise<{ code: numbe
  * PGlite data dir is locked while a controller runs, so call this first there.
  */
 export async function createAdminToken(target: DatabaseTarget, timeoutMs = 120_000): Promise<string> {
-  const child = spawnGroup([CONTROLLER_MAIN, "token", "create", "--admin", "--json", "--log-level", "warn", ...databaseFlags(target)], "pipe");
+  return createToken(target, ["--admin"], timeoutMs);
+}
+
+/** `gpuorch-controller token create --team TEAM --kind agent --json`: a token for AgentService. */
+export async function createAgentToken(target: DatabaseTarget, team: string, timeoutMs = 120_000): Promise<string> {
+  return createToken(target, ["--team", team, "--kind", "agent"], timeoutMs);
+}
+
+async function createToken(target: DatabaseTarget, kindFlags: string[], timeoutMs: number): Promise<string> {
+  const child = spawnGroup([CONTROLLER_MAIN, "token", "create", ...kindFlags, "--json", "--log-level", "warn", ...databaseFlags(target)], "pipe");
   let out = "";
   child.stdout?.setEncoding("utf8").on("data", (d: string) => (out += d));
   try {
@@ -116,7 +125,7 @@ export class ControllerProcess {
    * Spawns the controller and waits (bounded) for its ready file. On any
    * failure the process group is killed before the error propagates.
    */
-  static async start(opts: { target: DatabaseTarget; workDir: string; readyTimeoutMs?: number }): Promise<ControllerProcess> {
+  static async start(opts: { target: DatabaseTarget; workDir: string; readyTimeoutMs?: number; extraArgs?: string[] }): Promise<ControllerProcess> {
     const readyFile = join(opts.workDir, "ready.json");
     const child = spawnGroup(
       [
@@ -132,6 +141,7 @@ export class ControllerProcess {
         "--log-level",
         "warn",
         ...databaseFlags(opts.target),
+        ...(opts.extraArgs ?? []),
       ],
       "forward",
     );
@@ -184,6 +194,23 @@ export class ControllerProcess {
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
       const ticks = Number(fields[11]) + Number(fields[12]);
       return Number.isFinite(ticks) ? (ticks * 1000) / CLOCK_TICKS_PER_SECOND : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** How the controller ended (`code 1`, `signal SIGKILL`), or null while it runs: tells a crash from a slow answer. */
+  exitStatus(): string | null {
+    if (this.child.exitCode !== null) return `code ${this.child.exitCode}`;
+    if (this.child.signalCode !== null) return `signal ${this.child.signalCode}`;
+    return null;
+  }
+
+  /** Resident set size now, in MiB, from /proc (Linux); null elsewhere. */
+  rssMiB(): number | null {
+    try {
+      const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${this.child.pid}/status`, "utf8"));
+      return m ? Number(m[1]) / 1024 : null;
     } catch {
       return null;
     }

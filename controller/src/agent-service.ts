@@ -96,8 +96,10 @@ export function createAgentServiceImpl(deps: AgentServiceDeps): AgentServiceServ
             deps.ingest.record(id, hb.gpus.map(gpuSampleFromProto));
             deps.onHeartbeat?.();
             await send({ heartbeatAck: { seq: hb.seq } });
-            const tasks = hb.tasks.map((t, i) => taskReportFromProto(t, `heartbeat.tasks[${i}]`));
-            report(id, () => deps.supervisor.onReports(id, tasks, true, { awaitJudgements: false }));
+            if (deps.supervisor.needsReports(id, hb.tasks.length)) {
+              const tasks = hb.tasks.map((t, i) => taskReportFromProto(t, `heartbeat.tasks[${i}]`));
+              report(id, () => deps.supervisor.onReports(id, tasks, true, { awaitJudgements: false }));
+            }
           } else if (req.taskStatus) {
             const r = taskReportFromProto(req.taskStatus);
             report(id, () => deps.supervisor.onReports(id, [r], false, { awaitJudgements: false }));

@@ -37,6 +37,8 @@ export const controllerConfigSchema = z.object({
    * bench/README.md); flushing more often than nodes beat adds statements, not rows.
    */
   heartbeatFlushMs: z.coerce.number().int().min(10).default(500),
+  /** A node's GPU readings are written at most this often (its liveness on every flush). */
+  heartbeatSampleMs: z.coerce.number().int().min(10).default(5_000),
   /** A ready node silent this long becomes unreachable; default 3 heartbeat intervals. */
   nodeUnreachableMs: z.coerce.number().int().min(1).optional(),
   /** A node silent this long becomes lost. */

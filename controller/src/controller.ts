@@ -122,6 +122,7 @@ export async function startController(
       clock: deps.clock,
       logger: logger.child({ component: "heartbeats" }),
       flushIntervalMs: config.heartbeatFlushMs,
+      sampleIntervalMs: config.heartbeatSampleMs,
       onFlush: (_nodes, seconds) => metrics.heartbeatFlushes.observe(seconds),
       onRevived: (changes) => {
         for (const c of changes) {

@@ -1,4 +1,4 @@
-import type { Clock, GpuSample } from "@gpuorch/core";
+import { type Clock, type GpuSample, fnv1a32 } from "@gpuorch/core";
 import { type Database, type HeartbeatRecord, type NodeStateChange, recordHeartbeats } from "@gpuorch/db";
 import type { Logger } from "@gpuorch/runtime";
 
@@ -8,6 +8,11 @@ export interface HeartbeatIngestDeps {
   logger: Logger;
   /** How often the buffered heartbeats are written (one statement per flush). */
   flushIntervalMs: number;
+  /**
+   * How often each node's GPU readings are written; liveness (last_heartbeat_at,
+   * state) is written on every flush. Default 5000 ms. See the class comment.
+   */
+  sampleIntervalMs?: number;
   /** Called after each successful flush with the number of nodes written. */
   onFlush?: (nodes: number, seconds: number) => void;
   /** Nodes a heartbeat brought back to ready. */
@@ -21,6 +26,18 @@ export interface HeartbeatIngestDeps {
  * memory and every `flushIntervalMs` all of them go to the database in one
  * batched statement (`recordHeartbeats`).
  *
+ * Liveness and readings are written at different rates. A node's liveness
+ * (last_heartbeat_at, unreachable/lost → ready) goes out on every flush, so the
+ * health sweep and readers see it within one flush interval. Its GPU readings
+ * (8 rows per node, each a new tuple and index entry in PostgreSQL) go out at
+ * most once per `sampleIntervalMs`: at 5,000 nodes × 8 GPUs × 1 Hz, writing
+ * every reading cost PostgreSQL about one core (bench/heartbeat-ingest), while
+ * readings a few seconds old are fine for display and placement. Each node
+ * writes its readings when its own slot (`floor((at + phase) / interval)`,
+ * phase from a hash of its id) changes, so the fleet's reading writes are
+ * spread evenly over the interval instead of bunching in one flush. A node
+ * seen for the first time, and every node at `stop`, writes its readings at once.
+ *
  * States: `idle` (constructed) → `running` (start: the flush timer runs) →
  * `stopped` (stop: timer cleared, a last flush written). `record` works in
  * every state; after stop nothing flushes it.
@@ -30,8 +47,13 @@ export class HeartbeatIngest {
   private timer: ReturnType<typeof setTimeout> | null = null;
   private inFlight: Promise<void> | null = null;
   private currentState: "idle" | "running" | "stopped" = "idle";
+  private readonly sampleIntervalMs: number;
+  /** Per node: the phase of its readings slot and the last slot written (null: never). */
+  private readonly sampleSlots = new Map<string, { phase: number; written: number | null }>();
 
-  constructor(private readonly deps: HeartbeatIngestDeps) {}
+  constructor(private readonly deps: HeartbeatIngestDeps) {
+    this.sampleIntervalMs = Math.max(1, deps.sampleIntervalMs ?? 5_000);
+  }
 
   get state(): "idle" | "running" | "stopped" {
     return this.currentState;
@@ -57,25 +79,45 @@ export class HeartbeatIngest {
     this.currentState = "stopped";
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    await this.flush();
+    // The last readings of every node are kept, not only those whose slot came up.
+    await this.flush({ allSamples: true });
   }
 
   /** Writes everything buffered now (waits for a flush already in flight first). */
-  async flush(): Promise<void> {
+  async flush(opts: { allSamples?: boolean } = {}): Promise<void> {
     while (this.inFlight) await this.inFlight;
     if (this.pending.size === 0) return;
     const batch = this.pending;
     this.pending = new Map();
-    this.inFlight = this.write(batch).finally(() => {
+    this.inFlight = this.write(batch, opts.allSamples ?? false).finally(() => {
       this.inFlight = null;
     });
     await this.inFlight;
   }
 
-  private async write(batch: Map<string, HeartbeatRecord>): Promise<void> {
+  private async write(batch: Map<string, HeartbeatRecord>, allSamples: boolean): Promise<void> {
     const t0 = performance.now();
+    const records: HeartbeatRecord[] = [];
+    const slotsDue: Array<[{ phase: number; written: number | null }, number]> = [];
+    for (const rec of batch.values()) {
+      let slot = this.sampleSlots.get(rec.nodeId);
+      if (!slot) {
+        slot = { phase: phaseOf(rec.nodeId, this.sampleIntervalMs), written: null };
+        this.sampleSlots.set(rec.nodeId, slot);
+      }
+      const now = Math.floor((rec.at.getTime() + slot.phase) / this.sampleIntervalMs);
+      if (allSamples || slot.written === null || now !== slot.written) {
+        records.push(rec);
+        slotsDue.push([slot, now]);
+      } else {
+        // Liveness only: an empty reading list updates no GPU row.
+        records.push({ nodeId: rec.nodeId, at: rec.at, gpus: [] });
+      }
+    }
     try {
-      const out = await (this.deps.write ?? recordHeartbeats)(this.deps.db, [...batch.values()]);
+      const out = await (this.deps.write ?? recordHeartbeats)(this.deps.db, records);
+      // Only after success: a failed batch is retried with its readings.
+      for (const [slot, now] of slotsDue) slot.written = now;
       this.deps.onFlush?.(batch.size, (performance.now() - t0) / 1000);
       if (out.revived.length > 0) this.deps.onRevived?.(out.revived);
     } catch (err) {
@@ -92,4 +134,9 @@ export class HeartbeatIngest {
       void this.flush().finally(() => this.schedule());
     }, this.deps.flushIntervalMs);
   }
+}
+
+/** A stable offset in [0, interval) from the node id, spreading nodes' readings slots. */
+function phaseOf(nodeId: string, intervalMs: number): number {
+  return fnv1a32(nodeId) % intervalMs;
 }

@@ -15,7 +15,7 @@ const USAGE = `gpuorch-controller — the gpuorch control plane
 Usage:
   gpuorch-controller serve [--embedded [--with-agent [--simulate-gpus FILE]]] [--grpc-port N] [--http-port N] [--data-dir DIR]
                            [--database-url URL] [--config FILE] [--log-level LEVEL]
-                           [--heartbeat-interval-seconds N] [--heartbeat-flush-ms MS]
+                           [--heartbeat-interval-seconds N] [--heartbeat-flush-ms MS] [--heartbeat-sample-ms MS]
                            [--node-unreachable-ms MS] [--node-lost-ms MS] [--node-health-interval-ms MS]
                            [--scheduler-interval-ms MS] [--task-stop-grace-seconds N] [--task-launch-timeout-ms MS]
   gpuorch-controller token create --team NAME [--admin] [--kind user|agent] [--name NAME] [--json]
@@ -44,6 +44,7 @@ const FLAG_OPTIONS = {
   "cli-config": { type: "string" },
   "heartbeat-interval-seconds": { type: "string" },
   "heartbeat-flush-ms": { type: "string" },
+  "heartbeat-sample-ms": { type: "string" },
   "node-unreachable-ms": { type: "string" },
   "node-lost-ms": { type: "string" },
   "node-health-interval-ms": { type: "string" },
@@ -77,6 +78,7 @@ async function main(argv: string[]): Promise<number> {
     "cli-config": "cliConfigPath",
     "heartbeat-interval-seconds": "heartbeatIntervalSeconds",
     "heartbeat-flush-ms": "heartbeatFlushMs",
+    "heartbeat-sample-ms": "heartbeatSampleMs",
     "node-unreachable-ms": "nodeUnreachableMs",
     "node-lost-ms": "nodeLostMs",
     "node-health-interval-ms": "nodeHealthIntervalMs",

@@ -90,6 +90,42 @@ describe("heartbeat ingest and node health (PGlite)", () => {
     await ingest.stop();
   });
 
+  it("writes liveness on every flush but each node's GPU readings at most once per sample interval, and all of them at stop", async () => {
+    const clock = fakeClock();
+    const batches: HeartbeatRecord[][] = [];
+    const ingest = new HeartbeatIngest({
+      db: database.db,
+      clock,
+      logger,
+      flushIntervalMs: 500,
+      sampleIntervalMs: 5_000,
+      write: async (_db, records) => {
+        batches.push([...records]);
+        return { known: records.map((r) => r.nodeId), revived: [] };
+      },
+    });
+    const ids = Array.from({ length: 50 }, (_, i) => `node-${i}`);
+    const withReadings = (b: HeartbeatRecord[]) => b.filter((r) => r.gpus.length > 0).length;
+    for (const id of ids) ingest.record(id, sample(1));
+    await ingest.flush();
+    expect(withReadings(batches[0]!)).toBe(50); // first sight: readings at once
+    // Ten flushes 500 ms apart span one sample interval: every node is in every batch, and each
+    // node's readings go out exactly once, spread over the flushes rather than all in one.
+    for (let f = 0; f < 10; f++) {
+      clock.advance(500);
+      for (const id of ids) ingest.record(id, sample(2 + f));
+      await ingest.flush();
+    }
+    const interval = batches.slice(1);
+    expect(interval.every((b) => b.length === 50)).toBe(true);
+    expect(interval.reduce((s, b) => s + withReadings(b), 0)).toBe(50);
+    expect(Math.max(...interval.map(withReadings))).toBeLessThan(25);
+    clock.advance(100);
+    for (const id of ids) ingest.record(id, sample(99));
+    await ingest.stop();
+    expect(withReadings(batches.at(-1)!)).toBe(50); // the last readings are never dropped
+  });
+
   it("sweeps ready → unreachable → lost by the configured timeouts, and a heartbeat makes the node ready again", async () => {
     const clock = fakeClock(new Date("2031-01-01T00:00:00Z"));
     const ingest = new HeartbeatIngest({ db: database.db, clock, logger, flushIntervalMs: 5_000 });

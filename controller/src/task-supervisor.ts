@@ -143,6 +143,11 @@ export class TaskSupervisor {
     });
   }
 
+  /** Whether a heartbeat with `reports` tasks from this node needs any work (most heartbeats of idle nodes do not). */
+  needsReports(nodeId: string, reports: number): boolean {
+    return reports > 0 || this.busyNodes.has(nodeId);
+  }
+
   /**
    * One node's reports. `full` (a heartbeat) means the list is every task the
    * agent knows, so absence means something; a single task_status message

@@ -7,3 +7,4 @@ export * from "./submission.js";
 export * from "./scheduler/index.js";
 export * from "./nodes.js";
 export * from "./tasks.js";
+export * from "./hash.js";

@@ -4,6 +4,7 @@
  * state; `judgeAttempt` turns the attempt's task states into the job's next
  * move. Pure: no I/O, no clock.
  */
+import { fnv1a32 } from "./hash.js";
 import type { ExecutionMode, Framework, JobStatus } from "./job-status.js";
 
 /**
@@ -112,12 +113,7 @@ export function judgeAttempt(view: AttemptView): AttemptVerdict {
 
 /** A deterministic rendezvous port per job attempt, so every node of the gang agrees without a round trip. */
 export function masterPortFor(jobId: string, attempt: number, base = 29_500, span = 10_000): number {
-  let h = 2166136261;
-  for (const ch of `${jobId}/${attempt}`) {
-    h ^= ch.charCodeAt(0);
-    h = Math.imul(h, 16777619) >>> 0;
-  }
-  return base + (h % span);
+  return base + (fnv1a32(`${jobId}/${attempt}`) % span);
 }
 
 // ---- The agent side of the wire, as domain types (packages/rpc converts). ----

@@ -269,7 +269,9 @@ export const nodes = pgTable(
   },
   (t) => [
     uniqueIndex("nodes_identity_unique").on(t.hostname, t.provider, t.region, t.zone),
-    index("nodes_state_heartbeat_idx").on(t.state, t.lastHeartbeatAt),
+    // No index on last_heartbeat_at: every heartbeat flush rewrites it, and an index on it makes
+    // each of those updates non-HOT (a new index entry per node per flush). The health sweep
+    // scans the table instead — thousands of rows, once a second.
   ],
 );
 
