@@ -283,7 +283,7 @@ function describeJob(j: WireJob, withSpec: boolean): string {
 
 function formatNodes(nodes: NodeInfo[], now: Date): string {
   return formatTable(
-    ["NAME", "ID", "PROVIDER/REGION", "GPUS", "UTIL %", "STATE", "LAST HEARTBEAT"],
+    ["NAME", "ID", "PROVIDER/REGION", "GPUS", "FREE", "MIG", "UTIL %", "STATE", "LAST HEARTBEAT"],
     nodes.map((n) => {
       const models = new Map<string, number>();
       for (const g of n.gpus) models.set(g.name, (models.get(g.name) ?? 0) + 1);
@@ -291,7 +291,9 @@ function formatNodes(nodes: NodeInfo[], now: Date): string {
       const utils = n.gpus.map((g) => g.sample?.utilizationGpuPercent).filter((u): u is number => typeof u === "number");
       const util = utils.length > 0 ? String(Math.round(utils.reduce((a, b) => a + b, 0) / utils.length)) : "-";
       const where = [n.labels.provider, n.labels.region].filter(Boolean).join("/") || "-";
-      return [n.hostname, n.id, where, gpus, util, n.state + (n.degradedReason ? ` (degraded: ${n.degradedReason})` : ""), ago(n.lastHeartbeatAt, now)];
+      const free = `${n.gpus.filter((g) => !g.allocatedJobId).length}/${n.gpus.length}`;
+      const mig = n.gpus.flatMap((g) => g.migDevices.map((m) => m.profile)).join(",") || "-";
+      return [n.hostname, n.id, where, gpus, free, mig, util, n.state + (n.degradedReason ? ` (degraded: ${n.degradedReason})` : ""), ago(n.lastHeartbeatAt, now)];
     }),
   );
 }

@@ -224,6 +224,7 @@ export function nodeToJson(n: NodeInfo): Record<string, unknown> {
     last_heartbeat_at: n.lastHeartbeatAt?.toISOString() ?? null,
     gpus: n.gpus.map((g) => ({
       index: g.index,
+      allocated_job_id: g.allocatedJobId ?? null,
       uuid: g.uuid,
       name: g.name,
       memory_total_mib: g.memoryTotalMib,
