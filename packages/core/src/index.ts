@@ -8,3 +8,4 @@ export * from "./scheduler/index.js";
 export * from "./nodes.js";
 export * from "./tasks.js";
 export * from "./hash.js";
+export * from "./catalog.js";
