@@ -93,7 +93,8 @@ export function createAgentServiceImpl(deps: AgentServiceDeps): AgentServiceServ
           const id = nodeId;
           if (req.heartbeat) {
             const hb = req.heartbeat;
-            deps.ingest.record(id, hb.gpus.map(gpuSampleFromProto));
+            const raw = hb.gpus;
+            deps.ingest.record(id, () => raw.map(gpuSampleFromProto));
             deps.onHeartbeat?.();
             await send({ heartbeatAck: { seq: hb.seq } });
             if (deps.supervisor.needsReports(id, hb.tasks.length)) {

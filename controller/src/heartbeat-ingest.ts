@@ -6,7 +6,12 @@ export interface HeartbeatIngestDeps {
   db: Database["db"];
   clock: Clock;
   logger: Logger;
-  /** How often the buffered heartbeats are written (one statement per flush). */
+  /**
+   * How often the buffered heartbeats are written (one statement per flush),
+   * start to start: a flush that took D ms is followed by the next one after
+   * max(0, interval − D), so a heartbeat waits at most one interval plus one
+   * flush before it is in the database.
+   */
   flushIntervalMs: number;
   /**
    * How often each node's GPU readings are written; liveness (last_heartbeat_at,
@@ -42,10 +47,20 @@ export interface HeartbeatIngestDeps {
  * `stopped` (stop: timer cleared, a last flush written). `record` works in
  * every state; after stop nothing flushes it.
  */
+/** GPU readings, or a function producing them: converted only when the node's readings slot is due. */
+export type GpuReadings = GpuSample[] | (() => GpuSample[]);
+
+interface PendingBeat {
+  nodeId: string;
+  at: Date;
+  gpus: GpuReadings;
+}
+
 export class HeartbeatIngest {
-  private pending = new Map<string, HeartbeatRecord>();
+  private pending = new Map<string, PendingBeat>();
   private timer: ReturnType<typeof setTimeout> | null = null;
   private inFlight: Promise<void> | null = null;
+  private lastFlushStart = 0;
   private currentState: "idle" | "running" | "stopped" = "idle";
   private readonly sampleIntervalMs: number;
   /** Per node: the phase of its readings slot and the last slot written (null: never). */
@@ -64,7 +79,12 @@ export class HeartbeatIngest {
     return this.pending.size;
   }
 
-  record(nodeId: string, gpus: GpuSample[]): void {
+  /**
+   * Buffers a node's latest heartbeat. Pass the readings as a function to
+   * defer building them: at most one heartbeat in `sampleIntervalMs` per node
+   * has its readings written, so converting every one is wasted work.
+   */
+  record(nodeId: string, gpus: GpuReadings): void {
     this.pending.set(nodeId, { nodeId, at: this.deps.clock.now(), gpus });
   }
 
@@ -95,8 +115,9 @@ export class HeartbeatIngest {
     await this.inFlight;
   }
 
-  private async write(batch: Map<string, HeartbeatRecord>, allSamples: boolean): Promise<void> {
+  private async write(batch: Map<string, PendingBeat>, allSamples: boolean): Promise<void> {
     const t0 = performance.now();
+    this.lastFlushStart = t0;
     const records: HeartbeatRecord[] = [];
     const slotsDue: Array<[{ phase: number; written: number | null }, number]> = [];
     for (const rec of batch.values()) {
@@ -107,7 +128,7 @@ export class HeartbeatIngest {
       }
       const now = Math.floor((rec.at.getTime() + slot.phase) / this.sampleIntervalMs);
       if (allSamples || slot.written === null || now !== slot.written) {
-        records.push(rec);
+        records.push({ nodeId: rec.nodeId, at: rec.at, gpus: typeof rec.gpus === "function" ? rec.gpus() : rec.gpus });
         slotsDue.push([slot, now]);
       } else {
         // Liveness only: an empty reading list updates no GPU row.
@@ -129,10 +150,12 @@ export class HeartbeatIngest {
 
   private schedule(): void {
     if (this.currentState !== "running") return;
+    // Start to start: the time the last flush took counts toward the interval.
+    const wait = this.lastFlushStart === 0 ? this.deps.flushIntervalMs : Math.max(0, this.lastFlushStart + this.deps.flushIntervalMs - performance.now());
     this.timer = setTimeout(() => {
       this.timer = null;
       void this.flush().finally(() => this.schedule());
-    }, this.deps.flushIntervalMs);
+    }, wait);
   }
 }
 
