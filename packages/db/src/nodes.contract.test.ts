@@ -4,6 +4,7 @@ import { type TestDatabase, createTestDatabase } from "@gpuorch/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { countNodesByState, getNode, listNodes, markNodeStates, recordHeartbeats, upsertNodeRegistration, withSingletonLock } from "./nodes.js";
 import { type Database, type Db, openDatabase } from "./open.js";
+import { setNodeDraining } from "./tasks.js";
 
 interface Driver {
   name: string;
@@ -121,6 +122,18 @@ describe.each(drivers)("node registry contract on $name", (driver) => {
     const back = await recordHeartbeats(db, [{ nodeId: n.nodeId, at: later(101), gpus: [] }]);
     expect(back.revived).toEqual([expect.objectContaining({ nodeId: n.nodeId, from: "lost", to: "ready" })]);
     expect((await getNode(db, n.nodeId))?.state).toBe("ready");
+  });
+
+  it("moves a silent draining node to lost after the lost timeout, never to unreachable", async () => {
+    const base = at(2000);
+    const later = (s: number) => new Date(base.getTime() + s * 1000);
+    const n = await upsertNodeRegistration(db, registration(), { newId: randomUUID(), now: base });
+    expect(await setNodeDraining(db, n.nodeId, true)).toBe(true);
+    const mine = async (now: Date) =>
+      (await markNodeStates(db, { unreachableBefore: new Date(now.getTime() - 3000), lostBefore: new Date(now.getTime() - 10_000) })).filter((c) => c.nodeId === n.nodeId);
+    expect(await mine(later(5))).toEqual([]);
+    expect((await getNode(db, n.nodeId))?.state).toBe("draining");
+    expect(await mine(later(11))).toEqual([expect.objectContaining({ from: "draining", to: "lost" })]);
   });
 
   it("lists nodes filtered by state and counts them by state", async () => {

@@ -172,8 +172,9 @@ export async function recordHeartbeats(db: Db, records: readonly HeartbeatRecord
 /**
  * The health sweep, one statement: ready nodes silent since before
  * `unreachableBefore` become unreachable, and ready or unreachable nodes
- * silent since before `lostBefore` become lost. Draining and lost nodes are
- * left alone. Returns what changed.
+ * silent since before `lostBefore` become lost. A draining node goes straight
+ * to lost after `lostBefore` (its tasks are lost like any other node's; the
+ * drain is not remembered once it comes back). Returns what changed.
  */
 export async function markNodeStates(db: Db, opts: { unreachableBefore: Date; lostBefore: Date }): Promise<NodeStateChange[]> {
   const unreachable = opts.unreachableBefore.toISOString();
@@ -185,9 +186,12 @@ export async function markNodeStates(db: Db, opts: { unreachableBefore: Date; lo
           ELSE 'unreachable'::node_state END
       FROM nodes AS old
       WHERE old.id = nodes.id
-        AND nodes.state IN ('ready', 'unreachable')
-        AND COALESCE(nodes.last_heartbeat_at, nodes.registered_at) < ${unreachable}::timestamptz
-        AND (nodes.state = 'ready' OR COALESCE(nodes.last_heartbeat_at, nodes.registered_at) < ${lost}::timestamptz)
+        AND (
+          (nodes.state IN ('ready', 'unreachable')
+            AND COALESCE(nodes.last_heartbeat_at, nodes.registered_at) < ${unreachable}::timestamptz
+            AND (nodes.state = 'ready' OR COALESCE(nodes.last_heartbeat_at, nodes.registered_at) < ${lost}::timestamptz))
+          -- A draining node still runs its tasks; if it goes silent for the lost timeout, they are lost too.
+          OR (nodes.state = 'draining' AND COALESCE(nodes.last_heartbeat_at, nodes.registered_at) < ${lost}::timestamptz))
       RETURNING nodes.id, nodes.hostname, old.state AS "from", nodes.state AS "to"`),
   )) as unknown as { rows: { id: string; hostname: string; from: NodeState; to: NodeState }[] };
   return res.rows.map((r) => ({ nodeId: r.id, hostname: r.hostname, from: r.from, to: r.to }));
