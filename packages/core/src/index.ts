@@ -9,3 +9,6 @@ export * from "./nodes.js";
 export * from "./tasks.js";
 export * from "./hash.js";
 export * from "./catalog.js";
+export * from "./budget.js";
+export * from "./cost/index.js";
+export * from "./optimizer/index.js";
