@@ -13,6 +13,7 @@ export default defineConfig({
       "@gpuorch/runtime": pkg("runtime"),
       "@gpuorch/proto": pkg("proto"),
       "@gpuorch/db": pkg("db"),
+      "@gpuorch/pricing": pkg("pricing"),
       "@gpuorch/rpc": pkg("rpc"),
       "@gpuorch/testing": pkg("testing"),
       "@gpuorch/cli": pkg("cli"),

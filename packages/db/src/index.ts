@@ -67,3 +67,15 @@ export {
   readJobLogs,
   storableLogText,
 } from "./job-logs.js";
+export {
+  type PricingOfferFilter,
+  type PricingSourceStatus,
+  type PricingSourceSummary,
+  createPricingStore,
+  listPricingStatus,
+  loadCatalogOffers,
+  recordPricingFailure,
+  replacePricingOffers,
+  seedCatalogIfEmpty,
+  summarizePricingSources,
+} from "./pricing.js";

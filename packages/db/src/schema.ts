@@ -11,6 +11,7 @@ import {
   ARTIFACT_TYPES,
   EXECUTION_MODES,
   FRAMEWORKS,
+  INTERCONNECTS,
   JOB_STATUSES,
   JOB_TYPES,
   type JobTarget,
@@ -27,6 +28,7 @@ import {
   boolean,
   check,
   date,
+  doublePrecision,
   index,
   integer,
   jsonb,
@@ -211,6 +213,14 @@ export const jobArtifacts = pgTable(
   ],
 );
 
+/**
+ * The pricing catalog: one row per offer (provider, region, zone, instance
+ * type) per source. Several sources may price the same offer (the shipped
+ * CSVs, a seed directory, a provider's live price API); a refresh replaces
+ * only its own source's rows, and readers take one row per offer (newest
+ * price_date first; a live source before a seed before the shipped data —
+ * see packages/db/src/pricing.ts). Owned by @gpuorch/pricing's refresher.
+ */
 export const gpuPricing = pgTable(
   "gpu_pricing",
   {
@@ -227,15 +237,57 @@ export const gpuPricing = pgTable(
     memoryGb: numeric("memory_gb").notNull(),
     onDemandUsdPerHour: numeric("on_demand_usd_per_hour", { precision: 14, scale: 6 }).notNull(),
     spotUsdPerHour: numeric("spot_usd_per_hour", { precision: 14, scale: 6 }),
+    // Expected spot interruptions per running hour and the chance spot capacity can be had;
+    // both NULL exactly when there is no spot price (see @gpuorch/pricing SPOT_STATS.md).
+    spotInterruptionsPerHour: doublePrecision("spot_interruptions_per_hour"),
+    spotAvailability: doublePrecision("spot_availability"),
+    // High-tier interconnect (core INTERCONNECTS) or NULL: only these serve requires_multi_node.
+    interconnect: text("interconnect"),
     priceDate: date("price_date", { mode: "string" }).notNull(),
     source: text("source").notNull(),
     updatedAt: tstz("updated_at").notNull().defaultNow(),
   },
   (t) => [
-    unique("gpu_pricing_offer_unique").on(t.provider, t.region, t.zone, t.instanceType),
+    unique("gpu_pricing_offer_source_unique").on(t.provider, t.region, t.zone, t.instanceType, t.source),
+    index("gpu_pricing_provider_source_idx").on(t.provider, t.source),
     check("gpu_pricing_gpu_count_positive", sql`${t.gpuCount} > 0`),
     check("gpu_pricing_on_demand_nonnegative", sql`${t.onDemandUsdPerHour} >= 0`),
     check("gpu_pricing_spot_nonnegative", sql`${t.spotUsdPerHour} >= 0`),
+    check("gpu_pricing_spot_interruptions_nonnegative", sql`${t.spotInterruptionsPerHour} >= 0`),
+    check("gpu_pricing_spot_availability_range", sql`${t.spotAvailability} >= 0 AND ${t.spotAvailability} <= 1`),
+    check(
+      "gpu_pricing_spot_stats_need_spot",
+      sql`${t.spotUsdPerHour} IS NOT NULL OR (${t.spotInterruptionsPerHour} IS NULL AND ${t.spotAvailability} IS NULL)`,
+    ),
+    check("gpu_pricing_interconnect_known", sql.raw(`"interconnect" IN (${INTERCONNECTS.map((i) => `'${i}'`).join(", ")})`)),
+    check("gpu_pricing_source_nonempty", sql`${t.source} <> ''`),
+  ],
+);
+
+/**
+ * One row per cloud provider: how its live price refresh went, so
+ * `gpuorch pricing` and /metrics can show how stale the catalog is. No row =
+ * never attempted (the catalog is as shipped/seeded).
+ */
+export const pricingSourceStatus = pgTable(
+  "pricing_source_status",
+  {
+    provider: providerEnum("provider").primaryKey(),
+    // The gpu_pricing.source the refresh writes ("aws-price-list", …).
+    source: text("source").notNull(),
+    lastAttemptAt: tstz("last_attempt_at"),
+    lastSuccessAt: tstz("last_success_at"),
+    // NULL after a success; the failure's message otherwise (kept until the next success).
+    lastError: text("last_error"),
+    consecutiveFailures: integer("consecutive_failures").notNull().default(0),
+    // Rows the last successful refresh wrote, and the price dates they span.
+    rowCount: integer("row_count").notNull().default(0),
+    oldestPriceDate: date("oldest_price_date", { mode: "string" }),
+    newestPriceDate: date("newest_price_date", { mode: "string" }),
+  },
+  (t) => [
+    check("pricing_source_status_row_count_nonnegative", sql`${t.rowCount} >= 0`),
+    check("pricing_source_status_failures_nonnegative", sql`${t.consecutiveFailures} >= 0`),
   ],
 );
 
