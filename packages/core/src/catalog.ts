@@ -77,6 +77,7 @@ export interface ExistingNodeCapacity {
   freeGpus: number;
   /** Price of one GPU-hour on this node, micro-USD (the internal rate for on-prem). */
   microsPerGpuHour: bigint;
+  /** A cloud VM's from its catalog row (null: none, so no multi-node); on-prem: null = the operator's own fabric, accepted. */
   interconnect: Interconnect | null;
 }
 

@@ -12,3 +12,4 @@ export * from "./catalog.js";
 export * from "./budget.js";
 export * from "./cost/index.js";
 export * from "./optimizer/index.js";
+export * from "./since.js";

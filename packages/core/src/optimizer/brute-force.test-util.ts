@@ -217,7 +217,7 @@ export function bruteForceCluster(spec: OptimizerSpec, catalog: Catalog, nodes: 
   } else {
     const groups = new Map<string, ExistingNodeCapacity[]>();
     for (const x of okNodes) {
-      if (x.interconnect === null) continue;
+      if (x.interconnect === null && x.provider !== "onprem") continue;
       const key = [x.provider, x.region, x.network, x.gpuType, x.gpuMemoryGb].join("|");
       groups.set(key, [...(groups.get(key) ?? []), x]);
     }

@@ -289,7 +289,8 @@ export function nodeRejection(req: Requirement, n: ExistingNodeCapacity): Reject
     if (req.nodeGpusPerUnit > req.maxPerNode) return "max_gpus_per_node";
     if (Math.floor(n.freeGpus / req.nodeGpusPerUnit) < 1) return "gpu_count";
   } else if (req.multiNode) {
-    if (n.interconnect === null) return "interconnect";
+    // An on-prem cluster's fabric is the operator's choice (the agent cannot tell); a cloud VM's comes from its catalog row.
+    if (n.interconnect === null && n.provider !== "onprem") return "interconnect";
     if (n.freeGpus < 1) return "gpu_count";
   } else {
     if (req.gpus > req.maxPerNode) return "max_gpus_per_node";
