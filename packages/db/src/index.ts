@@ -79,3 +79,30 @@ export {
   seedCatalogIfEmpty,
   summarizePricingSources,
 } from "./pricing.js";
+export {
+  type CostGroupLine,
+  type CostGrouping,
+  type JobSpend,
+  type NewAllocation,
+  costTotalsByTeamProject,
+  heldGpuReadings,
+  gpuUtilizationSamples,
+  type GpuUtilizationSample,
+  type HeldGpuReading,
+  costsByGroup,
+  insertAllocations,
+  refreshJobCosts,
+  setJobEstimate,
+} from "./costs.js";
+export {
+  type AlertListItem,
+  type DeliveryAttemptRow,
+  type NewDeliveryRow,
+  type PendingDeliveryRow,
+  type StoredAlert,
+  existingAlertKeys,
+  insertAlert,
+  listAlerts,
+  listPendingDeliveries,
+  recordDeliveryAttempt,
+} from "./alerts.js";

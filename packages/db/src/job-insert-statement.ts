@@ -36,6 +36,7 @@ export async function insertJobRows(db: Db, inputs: readonly NewJobInput[]): Pro
       spec_yaml: i.specYaml,
       spec: i.spec,
       budget_usd: i.budgetUsd,
+      estimated_cost_usd: i.estimatedCostUsd ?? null,
       deadline: i.deadline?.toISOString() ?? null,
       idempotency_key: i.idempotencyKey,
       actor: i.actor,
@@ -46,13 +47,13 @@ export async function insertJobRows(db: Db, inputs: readonly NewJobInput[]): Pro
       SELECT * FROM jsonb_to_recordset(${payload}::jsonb) AS r(
         ord int, id uuid, team_id uuid, name text, project text, type job_type, framework framework,
         execution_mode execution_mode, priority int, max_attempts int, gpus int, spec_yaml text, spec jsonb,
-        budget_usd numeric, deadline timestamptz, idempotency_key text, actor text)
+        budget_usd numeric, estimated_cost_usd numeric, deadline timestamptz, idempotency_key text, actor text)
     ),
     j AS (
       INSERT INTO jobs (id, team_id, name, project, type, framework, execution_mode, priority, max_attempts,
-                        gpus, spec_yaml, spec, budget_usd, deadline, idempotency_key)
+                        gpus, spec_yaml, spec, budget_usd, estimated_cost_usd, deadline, idempotency_key)
       SELECT id, team_id, name, project, type, framework, execution_mode, priority, max_attempts,
-             gpus, spec_yaml, spec, budget_usd, deadline, idempotency_key
+             gpus, spec_yaml, spec, budget_usd, estimated_cost_usd, deadline, idempotency_key
       FROM input ORDER BY ord
       ON CONFLICT (team_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
       RETURNING *

@@ -35,6 +35,8 @@ export interface NewJobInput {
   /** The normalized spec (defaults applied). */
   spec: Record<string, unknown>;
   budgetUsd: string | null;
+  /** The optimizer's estimate at admission (decimal USD), when it made one. */
+  estimatedCostUsd?: string | null;
   deadline: Date | null;
   idempotencyKey: string | null;
   /** Who submitted: recorded on the creating event. */
@@ -47,7 +49,8 @@ export interface JobScope {
 }
 
 // The columns a Job is made of (the normalized spec and the idempotency key stay in the database).
-const { spec: _spec, idempotencyKey: _idempotencyKey, ...jobColumns } = getTableColumns(jobs);
+// Cost bookkeeping columns (gpu_seconds, cost_updated_at) are read by the cost queries, not part of the Job model.
+const { spec: _spec, idempotencyKey: _idempotencyKey, gpuSeconds: _gpuSeconds, costUpdatedAt: _costUpdatedAt, ...jobColumns } = getTableColumns(jobs);
 const jobSelection = { ...jobColumns, teamName: teams.name };
 
 /**

@@ -117,6 +117,9 @@ export const jobs = pgTable(
     scheduledAt: tstz("scheduled_at"),
     startedAt: tstz("started_at"),
     finishedAt: tstz("finished_at"),
+    // Persisted by the cost tracker from the tasks' held spans (see costs.ts).
+    gpuSeconds: numeric("gpu_seconds", { precision: 20, scale: 3 }).notNull().default("0"),
+    costUpdatedAt: tstz("cost_updated_at"),
   },
   (t) => [
     check("jobs_priority_range", sql`${t.priority} BETWEEN 0 AND 1000`),
@@ -381,6 +384,8 @@ export const tasks = pgTable(
     launchSentAt: tstz("launch_sent_at"),
     startedAt: tstz("started_at"),
     endedAt: tstz("ended_at"),
+    // What this task's GPUs cost per hour (its share of the node's price), fixed at placement.
+    usdMicrosPerHour: bigint("usd_micros_per_hour", { mode: "bigint" }).notNull().default(sql`0`),
   },
   (t) => [
     check("tasks_node_rank_range", sql`${t.nodeRank} >= 0 AND ${t.nodeRank} < ${t.numNodes}`),
@@ -449,3 +454,64 @@ export const jobLogStats = pgTable("job_log_stats", {
   dropped: bigint("dropped", { mode: "number" }).notNull().default(0),
   markerSeq: bigint("marker_seq", { mode: "number" }),
 });
+
+/** Alerts raised by the controller (budgets, nodes, utilization, pricing); immutable. */
+export const alerts = pgTable(
+  "alerts",
+  {
+    id: uuid("id").primaryKey(),
+    // At most one alert per key (e.g. budget:<job>:80) is ever stored.
+    dedupeKey: text("dedupe_key"),
+    kind: text("kind").notNull(),
+    severity: text("severity").notNull(),
+    team: text("team").notNull(),
+    project: text("project"),
+    jobId: uuid("job_id"),
+    nodeId: uuid("node_id"),
+    message: text("message").notNull(),
+    details: jsonb("details").$type<Record<string, unknown>>().notNull(),
+    createdAt: tstz("created_at").notNull(),
+  },
+  (t) => [
+    uniqueIndex("alerts_dedupe_key_unique").on(t.dedupeKey).where(sql`${t.dedupeKey} IS NOT NULL`),
+    index("alerts_created_idx").on(t.createdAt),
+    check("alerts_severity", sql`${t.severity} IN ('info', 'warning', 'critical')`),
+  ],
+);
+
+/** One alert to one channel; `attempts` counts the rows in alert_delivery_attempts. */
+export const alertDeliveries = pgTable(
+  "alert_deliveries",
+  {
+    id: uuid("id").primaryKey(),
+    alertId: uuid("alert_id")
+      .notNull()
+      .references(() => alerts.id),
+    channel: text("channel").notNull(),
+    channelType: text("channel_type").notNull(),
+    status: text("status").notNull().default("pending"),
+    attempts: integer("attempts").notNull().default(0),
+    lastHttpStatus: integer("last_http_status"),
+    lastError: text("last_error"),
+    updatedAt: tstz("updated_at").notNull().defaultNow(),
+  },
+  (t) => [
+    check("alert_deliveries_status", sql`${t.status} IN ('pending', 'delivered', 'failed')`),
+    index("alert_deliveries_pending_idx").on(t.alertId).where(sql`${t.status} = 'pending'`),
+  ],
+);
+
+export const alertDeliveryAttempts = pgTable(
+  "alert_delivery_attempts",
+  {
+    deliveryId: uuid("delivery_id")
+      .notNull()
+      .references(() => alertDeliveries.id),
+    attempt: integer("attempt").notNull(),
+    status: text("status").notNull(),
+    httpStatus: integer("http_status"),
+    error: text("error"),
+    at: tstz("at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.deliveryId, t.attempt] })],
+);

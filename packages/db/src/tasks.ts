@@ -100,6 +100,7 @@ export interface PlacementNode {
   zone: string;
   network: string;
   instanceType: string;
+  spot: boolean;
   privateIp: string;
   gpus: { index: number; uuid: string; name: string; memoryTotalMib: number; heldBy: string | null }[];
 }
@@ -115,11 +116,12 @@ export async function loadPlacementNodes(tx: Db): Promise<PlacementNode[]> {
     zone: string;
     network: string;
     instance_type: string;
+    spot: boolean;
     private_ip: string;
     gpus: { index: number; uuid: string; name: string; memory_total_mib: number; held_by: string | null }[] | string | null;
   }>(
     tx,
-    sql`SELECT n.id, n.hostname, n.state, n.provider, n.region, n.zone, n.network, n.instance_type, n.private_ip,
+    sql`SELECT n.id, n.hostname, n.state, n.provider, n.region, n.zone, n.network, n.instance_type, n.spot, n.private_ip,
           (SELECT COALESCE(jsonb_agg(jsonb_build_object('index', g.index, 'uuid', g.uuid, 'name', g.name,
                     'memory_total_mib', g.memory_total_mib, 'held_by', h.job_id) ORDER BY g.index), '[]'::jsonb)
              FROM node_gpus g LEFT JOIN task_gpus h ON h.node_id = g.node_id AND h.gpu_index = g.index
@@ -143,6 +145,7 @@ export async function loadPlacementNodes(tx: Db): Promise<PlacementNode[]> {
       zone: n.zone,
       network: n.network,
       instanceType: n.instance_type,
+      spot: n.spot,
       privateIp: n.private_ip,
       gpus: gpus.map((g) => ({ index: g.index, uuid: g.uuid, name: g.name, memoryTotalMib: Number(g.memory_total_mib), heldBy: g.held_by })),
     };
@@ -235,6 +238,8 @@ export interface NewTask {
   gpuIndices: number[];
   masterAddr: string;
   masterPort: number;
+  /** The held GPUs' price per hour (share of the node's price), micro-USD; 0 when unpriced. */
+  microsPerHour?: bigint;
 }
 
 /**
@@ -256,16 +261,17 @@ export async function insertTasks(tx: Db, tasks: readonly NewTask[]): Promise<vo
       gpu_indices: t.gpuIndices,
       master_addr: t.masterAddr,
       master_port: t.masterPort,
+      price: (t.microsPerHour ?? 0n).toString(),
     })),
   );
   await dbCall(() =>
     tx.execute(sql`
       WITH input AS (
         SELECT * FROM jsonb_to_recordset(${payload}::jsonb) AS r(id uuid, job_id uuid, attempt int, node_id uuid, node_rank int,
-          num_nodes int, unit int, gpu_indices jsonb, master_addr text, master_port int)
+          num_nodes int, unit int, gpu_indices jsonb, master_addr text, master_port int, price text)
       ), t AS (
-        INSERT INTO tasks (id, job_id, attempt, node_id, node_rank, num_nodes, unit, gpu_indices, master_addr, master_port)
-        SELECT id, job_id, attempt, node_id, node_rank, num_nodes, unit, gpu_indices, master_addr, master_port FROM input
+        INSERT INTO tasks (id, job_id, attempt, node_id, node_rank, num_nodes, unit, gpu_indices, master_addr, master_port, usd_micros_per_hour)
+        SELECT id, job_id, attempt, node_id, node_rank, num_nodes, unit, gpu_indices, master_addr, master_port, price::bigint FROM input
         RETURNING id
       )
       INSERT INTO task_gpus (node_id, gpu_index, task_id, job_id)

@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { createConnection } from "node:net";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
@@ -53,26 +53,26 @@ describe("startPostgres", () => {
   });
 });
 
+/** Every table the newest drizzle snapshot declares: a clone must carry all of them, and nothing else. */
+function latestSchemaTables(): string[] {
+  const meta = new URL("../../db/drizzle/meta/", import.meta.url);
+  const journal = JSON.parse(readFileSync(new URL("_journal.json", meta), "utf8")) as { entries: { tag: string }[] };
+  const last = journal.entries.at(-1);
+  if (!last) throw new Error("drizzle journal has no entries");
+  const snapshot = JSON.parse(readFileSync(new URL(`${last.tag.slice(0, 4)}_snapshot.json`, meta), "utf8")) as {
+    tables: Record<string, { name: string }>;
+  };
+  return Object.values(snapshot.tables)
+    .map((t) => t.name)
+    .sort();
+}
+
 describe("createTestDatabase", () => {
   it("hands each caller a fresh, migrated clone of the run's template", async () => {
     const [a, b] = await Promise.all([createTestDatabase(), createTestDatabase()]);
     expect(a.name).not.toBe(b.name);
     const tables = await query<{ tablename: string }>(a.url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename");
-    expect(tables.map((t) => t.tablename)).toEqual([
-      "allocations",
-      "api_tokens",
-      "gpu_pricing",
-      "job_artifacts",
-      "job_events",
-      "job_log_stats",
-      "job_logs",
-      "jobs",
-      "node_gpus",
-      "nodes",
-      "task_gpus",
-      "tasks",
-      "teams",
-    ]);
+    expect(tables.map((t) => t.tablename)).toEqual(latestSchemaTables());
     await query(a.url, "INSERT INTO teams (id, name) VALUES (gen_random_uuid(), 'only-in-a')");
     expect(await query(b.url, "SELECT name FROM teams")).toEqual([]);
   });
