@@ -3,3 +3,4 @@ export * from "./gen/gpuorch/v1/common.js";
 export * from "./gen/gpuorch/v1/jobs.js";
 export * from "./gen/gpuorch/v1/agent.js";
 export * from "./gen/gpuorch/v1/nodes.js";
+export * from "./gen/gpuorch/v1/costs.js";

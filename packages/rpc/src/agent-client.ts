@@ -1,7 +1,7 @@
 import type { ClientDuplexStream, Metadata } from "@grpc/grpc-js";
 import * as pb from "@gpuorch/proto";
 import { bearerMetadata } from "./auth.js";
-import { type ClientTlsOptions, type JobCallOptions, callUnary, clientCredentials, waitForChannel } from "./client.js";
+import { type ClientTlsOptions, type JobCallOptions, type UnaryDef, callUnary, clientCredentials, waitForChannel } from "./client.js";
 
 export interface ServiceClientOptions {
   /** host:port of the controller's gRPC endpoint. */
@@ -102,5 +102,44 @@ export class NodeClient {
 
   close(): void {
     this.raw.close();
+  }
+}
+
+/** Promise-based CostService client (`gpuorch pricing`, `costs`, `recommendations`). */
+export class CostClient {
+  readonly address: string;
+  private readonly raw: pb.CostServiceClient;
+  private readonly metadata: Metadata;
+  private readonly timeoutMs: number;
+
+  constructor(opts: ServiceClientOptions) {
+    this.address = opts.address;
+    this.timeoutMs = opts.timeoutMs ?? 30_000;
+    this.metadata = bearerMetadata(opts.token);
+    this.raw = new pb.CostServiceClient(opts.address, clientCredentials(opts.tls), CHANNEL_OPTIONS);
+  }
+
+  listPrices(req: Partial<pb.ListPricesRequest> = {}, opts: JobCallOptions = {}): Promise<pb.ListPricesResponse> {
+    return this.call(pb.CostServiceService.listPrices, pb.ListPricesRequest.fromPartial(req), opts);
+  }
+
+  getCosts(req: Partial<pb.GetCostsRequest> = {}, opts: JobCallOptions = {}): Promise<pb.GetCostsResponse> {
+    return this.call(pb.CostServiceService.getCosts, pb.GetCostsRequest.fromPartial(req), opts);
+  }
+
+  listRecommendations(opts: JobCallOptions = {}): Promise<pb.ListRecommendationsResponse> {
+    return this.call(pb.CostServiceService.listRecommendations, pb.ListRecommendationsRequest.fromPartial({}), opts);
+  }
+
+  waitForReady(timeoutMs: number): Promise<void> {
+    return waitForChannel(this.raw, this.address, timeoutMs);
+  }
+
+  close(): void {
+    this.raw.close();
+  }
+
+  private call<Req, Res>(def: UnaryDef<Req, Res>, req: Req, opts: JobCallOptions): Promise<Res> {
+    return callUnary(this.raw, def, req, { metadata: this.metadata, timeoutMs: opts.timeoutMs ?? this.timeoutMs, address: this.address, signal: opts.signal });
   }
 }

@@ -114,6 +114,11 @@ export class JobClient {
     return this.unary(pb.JobServiceService.listArtifacts, pb.ListArtifactsRequest.fromPartial(req), opts);
   }
 
+  /** Prices a spec without submitting it (`gpuorch plan`). */
+  planJob(req: Input<typeof pb.PlanJobRequest>, opts?: JobCallOptions): Promise<pb.PlanJobResponse> {
+    return this.unary(pb.JobServiceService.planJob, pb.PlanJobRequest.fromPartial(req), opts);
+  }
+
   /**
    * Streams a job's snapshot and events. No deadline: it lasts until the
    * server ends it (the job is terminal), `signal` aborts (the iteration

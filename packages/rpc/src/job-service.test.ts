@@ -69,6 +69,7 @@ async function untilAborted(ctx: CallContext): Promise<void> {
 }
 
 const impl: pb.JobServiceServer = {
+  planJob: unaryHandler(opts("JobService/PlanJob"), async () => ({ feasible: false, infeasibleReason: "no offers", options: [], offersConsidered: 0, oldestPriceDate: "", notes: [] })),
   submitJob: unaryHandler(opts("JobService/SubmitJob"), async (req: pb.SubmitJobRequest) => {
     if (req.specYaml === "") {
       throw AppError.invalid(

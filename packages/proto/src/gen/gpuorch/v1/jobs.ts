@@ -41,6 +41,7 @@ import {
   jobTypeToJSON,
   Target,
 } from "./common.js";
+import { PlanJobRequest, PlanJobResponse } from "./costs.js";
 
 export enum JobTaskState {
   JOB_TASK_STATE_UNSPECIFIED = 0,
@@ -2956,6 +2957,21 @@ export const JobServiceService = {
     responseSerialize: (value: GetJobLogsResponse): Buffer => Buffer.from(GetJobLogsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetJobLogsResponse => GetJobLogsResponse.decode(value),
   },
+  /**
+   * Prices a spec without submitting it: the optimizer's chosen plan and
+   * ranked alternatives, each with the reason it lost. An invalid spec is
+   * INVALID_ARGUMENT; an infeasible one is answered (feasible = false), not
+   * an error — SubmitJob rejects those with RESOURCE_EXHAUSTED.
+   */
+  planJob: {
+    path: "/gpuorch.v1.JobService/PlanJob" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PlanJobRequest): Buffer => Buffer.from(PlanJobRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PlanJobRequest => PlanJobRequest.decode(value),
+    responseSerialize: (value: PlanJobResponse): Buffer => Buffer.from(PlanJobResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PlanJobResponse => PlanJobResponse.decode(value),
+  },
 } as const;
 
 export interface JobServiceServer extends UntypedServiceImplementation {
@@ -2980,6 +2996,13 @@ export interface JobServiceServer extends UntypedServiceImplementation {
    * following new lines until the job is terminal.
    */
   getJobLogs: handleServerStreamingCall<GetJobLogsRequest, GetJobLogsResponse>;
+  /**
+   * Prices a spec without submitting it: the optimizer's chosen plan and
+   * ranked alternatives, each with the reason it lost. An invalid spec is
+   * INVALID_ARGUMENT; an infeasible one is answered (feasible = false), not
+   * an error — SubmitJob rejects those with RESOURCE_EXHAUSTED.
+   */
+  planJob: handleUnaryCall<PlanJobRequest, PlanJobResponse>;
 }
 
 export interface JobServiceClient extends Client {
@@ -3098,6 +3121,27 @@ export interface JobServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<GetJobLogsResponse>;
+  /**
+   * Prices a spec without submitting it: the optimizer's chosen plan and
+   * ranked alternatives, each with the reason it lost. An invalid spec is
+   * INVALID_ARGUMENT; an infeasible one is answered (feasible = false), not
+   * an error — SubmitJob rejects those with RESOURCE_EXHAUSTED.
+   */
+  planJob(
+    request: PlanJobRequest,
+    callback: (error: ServiceError | null, response: PlanJobResponse) => void,
+  ): ClientUnaryCall;
+  planJob(
+    request: PlanJobRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PlanJobResponse) => void,
+  ): ClientUnaryCall;
+  planJob(
+    request: PlanJobRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PlanJobResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const JobServiceClient = makeGenericClientConstructor(JobServiceService, "gpuorch.v1.JobService") as unknown as {
