@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { AppError, ARTIFACT_TYPES, type ArtifactType, type JobEvent, type NodeInfo, type NodeState, NODE_STATES, isAppError, isNodeState, isJobStatus, isTerminal, type JobStatus } from "@gpuorch/core";
+import { AppError, ARTIFACT_TYPES, type ArtifactType, type JobEvent, type NodeInfo, type NodeState, NODE_STATES, isAppError, isNodeState, isJobStatus, isTerminal, type JobStatus, parseSince } from "@gpuorch/core";
 import {
+  CostClient,
   JobClient,
   NodeClient,
   nodeFromProto,
@@ -23,6 +24,7 @@ import {
 } from "@gpuorch/rpc";
 import { formatSpecIssues, parseJobSpec } from "@gpuorch/spec";
 import { resolveCliConfig } from "./cli-config.js";
+import { cents, runCosts, runPlan, runPricing, runRecommendations } from "./cost-commands.js";
 import { formatTasks } from "./job-tasks.js";
 import { parseLogsOptions, printLogs } from "./logs-command.js";
 import { ago, formatTable } from "./table.js";
@@ -40,6 +42,10 @@ Usage:
   gpuorch artifacts JOB [--type checkpoint|log|model|metrics]
   gpuorch nodes [--state S[,S]]   (ready, unreachable, lost, draining)
   gpuorch nodes drain NODE_ID | gpuorch nodes undrain NODE_ID   (admin)
+  gpuorch plan FILE|- [--limit N]        price a spec without submitting it (exit 1 when infeasible)
+  gpuorch pricing [--gpu A100[,H100]] [--provider aws] [--region R] [--spot] [--limit N]
+  gpuorch costs [--by team|project|job] [--since 7d|2026-11-01]
+  gpuorch recommendations                GPUs used under the threshold, and cheaper types that fit
 
 logs prints the job's stored output (every attempt, oldest first; lines are
 "[rank N] text", gpuorch's own notes "[gpuorch] …"); --tail N only the last N
@@ -74,6 +80,12 @@ const OPTIONS = {
   reason: { type: "string" },
   type: { type: "string" },
   timeout: { type: "string" },
+  gpu: { type: "string", multiple: true },
+  provider: { type: "string", multiple: true },
+  region: { type: "string", multiple: true },
+  spot: { type: "boolean" },
+  by: { type: "string" },
+  since: { type: "string" },
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>["values"];
@@ -143,6 +155,34 @@ async function main(argv: string[]): Promise<number> {
     } finally {
       client.close();
     }
+  }
+  if (cmd === "pricing" || cmd === "costs" || cmd === "recommendations") {
+    // Flags first: a typo is exit 2 even with no controller around.
+    const since = cmd === "costs" && values.since !== undefined ? parseSince(values.since, new Date(), "--since") : undefined;
+    const limit = values.limit ? intFlag(values.limit, "limit") : undefined;
+    const cfg = resolveCliConfig({ controller: values.controller, token: values.token }, process.env);
+    if (!cfg.token) throw AppError.unauthenticated(`no token: pass --token, set GPUORCH_TOKEN, or put 'token:' in ${cfg.configPath}`);
+    const client = new CostClient({ address: cfg.controller, token: cfg.token, timeoutMs: values.timeout ? intFlag(values.timeout, "timeout") : 15_000 });
+    const print = (s: string): void => out.text(s);
+    try {
+      if (cmd === "pricing") return await runPricing(client, { gpu: values.gpu, provider: values.provider, region: values.region, spot: values.spot, limit }, out.json, print);
+      if (cmd === "costs") return await runCosts(client, values.by ?? "team", since, out.json, print);
+      return await runRecommendations(client, out.json, print);
+    } finally {
+      client.close();
+    }
+  }
+  if (cmd === "plan") {
+    const file = need(rest[0], "FILE (or - for stdin)");
+    const bytes = file === "-" ? readFileSync(0) : readFileOrFail(file);
+    const parsed = parseJobSpec(bytes);
+    if (!parsed.ok) {
+      if (out.json) out.data({ error: { code: "invalid_spec", message: "invalid job spec", details: { fields: parsed.issues } } });
+      else process.stderr.write(formatSpecIssues(parsed.issues, file === "-" ? "<stdin>" : file) + "\n");
+      return 2;
+    }
+    const limit = values.limit ? intFlag(values.limit, "limit") : 0;
+    return withClient(values, (client) => runPlan(client, Buffer.from(bytes).toString("utf8"), limit, out.json, (s) => out.text(s)));
   }
   if (cmd === "logs") {
     // Flags are checked before connecting: a typo is exit 2 even with no controller around.
@@ -271,7 +311,7 @@ function describeJob(j: WireJob, withSpec: boolean): string {
     `Status:      ${j.status}${j.statusReason ? ` — ${j.statusReason}` : ""}`,
     `Attempt:     ${j.attempt}/${j.maxAttempts}   Priority: ${j.priority}   GPUs: ${j.gpus}`,
     `Target:      ${j.target ? `${j.target.provider} ${j.target.region}${j.target.zone ? `/${j.target.zone}` : ""} ${j.target.instanceType} ×${j.target.instanceCount}${j.target.spot ? " (spot)" : ""}` : "not placed yet"}`,
-    `Cost:        running $${j.runningCostUsd}${j.estimatedCostUsd ? `, estimated $${j.estimatedCostUsd}` : ""}${j.budgetUsd ? `, budget $${j.budgetUsd}` : ""}`,
+    `Cost:        running ${cents(j.runningCostUsd)}${j.estimatedCostUsd ? `, estimated ${cents(j.estimatedCostUsd)}` : ""}${j.budgetUsd ? `, budget ${cents(j.budgetUsd)}` : ""}`,
     `Deadline:    ${j.deadline ? j.deadline.toISOString() : "-"}`,
     `Created:     ${j.createdAt.toISOString()}`,
     `Started:     ${j.startedAt ? j.startedAt.toISOString() : "-"}`,
