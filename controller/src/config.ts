@@ -1,6 +1,7 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
+import { alertChannelsConfigSchema } from "./alerts/channel-config.js";
 
 /** The controller's whole configuration: flags > GPUORCH_* env > config file > defaults. */
 export const controllerConfigSchema = z.object({
@@ -55,6 +56,36 @@ export const controllerConfigSchema = z.object({
   taskLaunchTimeoutMs: z.coerce.number().int().min(100).default(30_000),
   /** Where `serve` writes the bound ports (tests and scripts read it). */
   readyFile: z.string().optional(),
+
+  // Pricing, admission, costs and alerts.
+  /**
+   * A directory of aws.csv / gcp.csv / azure.csv / egress.csv (the shared
+   * snapshot's format) loaded into gpu_pricing on start, each source only if
+   * it has no rows yet. The shipped catalog (GCP rows + egress) loads always.
+   */
+  pricingSeedDir: z.string().optional(),
+  /** Providers whose live price APIs are polled (needs credentials and network); default none. */
+  pricingRefresh: z.array(z.enum(["aws", "gcp", "azure"])).default([]),
+  /** Live refresh period per provider (jittered ±10 %). */
+  pricingRefreshTtlMs: z.coerce.number().int().min(1_000).default(15 * 60_000),
+  /** AWS regions the refresher asks about (default: every region the Price List knows). */
+  pricingAwsRegions: z.array(z.string().min(1)).default([]),
+  /** Internal price of one GPU-hour on on-prem nodes (and cloud nodes the catalog does not list), USD. */
+  onpremUsdPerGpuHour: z
+    .string()
+    .regex(/^\d+(\.\d{1,6})?$/, "a decimal USD amount such as 1.00")
+    .default("1.00"),
+  /** Reject infeasible specs at submit (RESOURCE_EXHAUSTED / HTTP 422 infeasible_job). */
+  admission: z.boolean().default(true),
+  /** How often running costs are recomputed and persisted (and budgets checked). */
+  costIntervalMs: z.coerce.number().int().min(100).default(15_000),
+  /** Budget alert thresholds, percent of the job's budget (up to 1000: runaway overspend); at 100 % the job is stopped. */
+  budgetThresholdsPct: z.array(z.coerce.number().int().min(1).max(1000)).min(1).default([50, 80, 100]),
+  /** A held GPU averaging under this utilization over the window is flagged. */
+  utilizationThresholdPercent: z.coerce.number().min(0).max(100).default(30),
+  utilizationWindowMs: z.coerce.number().int().min(1_000).default(15 * 60_000),
+  /** Where alerts go (config file or GPUORCH_ALERT_CHANNELS as JSON); alerts are always recorded in the database. */
+  alertChannels: alertChannelsConfigSchema.default([{ type: "log" }]),
 });
 
 export type ControllerConfig = z.infer<typeof controllerConfigSchema>;

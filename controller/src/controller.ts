@@ -2,9 +2,33 @@ import { writeFileSync, mkdirSync, renameSync, chmodSync } from "node:fs";
 import { dirname } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
-import { type Clock, type IdSource, DEFAULT_TEAM } from "@gpuorch/core";
-import { type Database, countJobsByStatus, pingDatabase, countNodesByState, ensureTeam, findPrincipalByTokenHash, openDatabase } from "@gpuorch/db";
-import { AgentServiceService, JobServiceService, NodeServiceService } from "@gpuorch/proto";
+import { type Clock, type IdSource, DEFAULT_TEAM, parseUsdMicros, validateBudgetThresholds } from "@gpuorch/core";
+import {
+  type Database,
+  costTotalsByTeamProject,
+  countJobsByStatus,
+  countNodesByState,
+  createPricingStore,
+  ensureTeam,
+  findPrincipalByTokenHash,
+  gpuUtilizationSamples,
+  listPricingStatus,
+  openDatabase,
+  pingDatabase,
+  seedCatalogIfEmpty,
+  summarizePricingSources,
+} from "@gpuorch/db";
+import { AgentServiceService, CostServiceService, JobServiceService, NodeServiceService } from "@gpuorch/proto";
+import {
+  type PriceFetcher,
+  availabilityFromOffers,
+  createAwsPriceFetcher,
+  createAzurePriceFetcher,
+  createGcpPriceFetcher,
+  createPricingRefresher,
+  loadCatalogDir,
+  loadShippedCatalog,
+} from "@gpuorch/pricing";
 import { createGrpcServer, listen, stopServer } from "@gpuorch/rpc";
 import type { Logger } from "@gpuorch/runtime";
 import { stringify as toYaml } from "yaml";
@@ -25,6 +49,11 @@ import { JobsApi } from "./jobs-api.js";
 import { createControllerMetrics } from "./metrics.js";
 import { createTokenAuthenticator } from "./token-cache.js";
 import { createToken } from "./tokens.js";
+import { createAlertDispatcher } from "./alerts/index.js";
+import { CostTracker } from "./cost-tracker.js";
+import { createCostServiceImpl, createDbAlertStore, getCostsResponse, listPrices, toSnakeJson } from "./cost-service.js";
+import { Planner } from "./planner.js";
+import { UtilizationWatch } from "./utilization.js";
 
 export interface RunningController {
   grpcPort: number;
@@ -80,7 +109,45 @@ export async function startController(
     const db = database.db;
 
     const authenticate = createTokenAuthenticator((hash) => findPrincipalByTokenHash(db, hash));
+
+    // Prices: the shipped catalog (and a seed directory) go into gpu_pricing once per source; the
+    // planner reads the effective catalog back, so live refreshes and seeds win over shipped rows.
+    const shipped = await loadShippedCatalog();
+    const seeded = await seedCatalogIfEmpty(db, shipped, { at: deps.clock.now() });
+    const egress = [...shipped.egress];
+    if (config.pricingSeedDir) {
+      const seed = await loadCatalogDir(config.pricingSeedDir);
+      const r = await seedCatalogIfEmpty(db, seed, { at: deps.clock.now() });
+      seeded.inserted += r.inserted;
+      seeded.sources.push(...r.sources);
+      // A seed directory's egress.csv replaces the shipped tiers (they are not stored in the database).
+      if (seed.egress.length > 0) egress.splice(0, egress.length, ...seed.egress);
+    }
+    if (seeded.inserted > 0) logger.info({ rows: seeded.inserted, sources: seeded.sources }, "price catalog seeded");
+    const planner = new Planner({
+      db,
+      clock: deps.clock,
+      logger: logger.child({ component: "planner" }),
+      egress,
+      onpremMicrosPerGpuHour: parseUsdMicros(config.onpremUsdPerGpuHour),
+      admission: config.admission,
+    });
+    await planner.reload();
+
+    // Alerts are recorded in the database, then delivered to the configured channels (durably, with retries).
+    const dispatcher = createAlertDispatcher({
+      channels: config.alertChannels,
+      store: createDbAlertStore(db),
+      logger: logger.child({ component: "alerts" }),
+      now: () => deps.clock.now(),
+      ids: deps.ids,
+    });
+    dispatcher.start();
+    steps.push({ name: "alerts", stop: () => dispatcher.stop() });
+
     const notifier = new JobNotifier();
+    // Created after the supervisor (it stops jobs through it); state changes before that are covered by its first refresh.
+    let costTracker: CostTracker | null = null;
     const sessions = new AgentSessions();
     // The scheduler is created below; wakes before that are covered by its first pass.
     let scheduler: SchedulerLoop | null = null;
@@ -93,13 +160,52 @@ export async function startController(
       sessions,
       stopGraceSeconds: config.taskStopGraceSeconds,
       launchTimeoutMs: config.taskLaunchTimeoutMs,
-      onJobChanged: (id) => notifier.notify(id),
+      onJobChanged: (id) => {
+        notifier.notify(id);
+        costTracker?.touch(id);
+      },
       onCapacityFreed: wakeScheduler,
     });
     await supervisor.load();
+    // Running costs and budgets; utilization is sampled on the same tick. Created after the supervisor it stops jobs through.
+    const utilization = new UtilizationWatch({
+      db,
+      clock: deps.clock,
+      ids: deps.ids,
+      logger: logger.child({ component: "utilization" }),
+      thresholdPercent: config.utilizationThresholdPercent,
+      windowMs: config.utilizationWindowMs,
+      dispatcher,
+      offers: () => planner.offers,
+    });
+    let lastUtilizationSample = 0;
+    const costs = new CostTracker({
+      db,
+      clock: deps.clock,
+      ids: deps.ids,
+      logger: logger.child({ component: "costs" }),
+      intervalMs: config.costIntervalMs,
+      thresholdsPct: validateBudgetThresholds(config.budgetThresholdsPct, "budgetThresholdsPct"),
+      dispatcher,
+      stopForBudget: async (jobId, reason) => {
+        await supervisor.failJob(jobId, reason, { reason: "budget_exceeded" });
+      },
+      onRefreshed: () => {
+        // Refreshes also follow state changes; utilization is sampled at most once per interval.
+        const now = deps.clock.now().getTime();
+        if (now - lastUtilizationSample < config.costIntervalMs) return;
+        lastUtilizationSample = now;
+        utilization.sample().catch((err: unknown) => logger.error({ err }, "utilization sample failed"));
+      },
+    });
+    costTracker = costs;
     const api = new JobsApi({
       onSubmitted: wakeScheduler,
-      onCancelled: (id) => void supervisor.stopJob(id, "job cancelled"),
+      onCancelled: (id) => {
+        void supervisor.stopJob(id, "job cancelled");
+        costs.touch(id);
+      },
+      admit: (spec) => planner.admit(spec),
       db,
       ids: deps.ids,
       logger: logger.child({ component: "jobs" }),
@@ -113,6 +219,26 @@ export async function startController(
     const metrics = createControllerMetrics(
       () => countJobsByStatus(db),
       () => countNodesByState(db),
+      {
+        costTotals: () => costTotalsByTeamProject(db),
+        gpuUtilization: () => gpuUtilizationSamples(db),
+        pricing: async () => {
+          const [sources, status] = await Promise.all([summarizePricingSources(db), listPricingStatus(db)]);
+          const providers = [...new Set(sources.map((x) => x.provider))].sort();
+          return providers.map((p) => {
+            const mine = sources.filter((x) => x.provider === p);
+            const st = status.find((x) => x.provider === p);
+            return {
+              provider: p,
+              oldestPriceDate: mine.map((x) => x.oldestPriceDate).sort()[0] ?? null,
+              lastSuccessAt: st?.lastSuccessAt ?? null,
+              consecutiveFailures: st?.consecutiveFailures ?? 0,
+              rows: mine.reduce((a, x) => a + x.rows, 0),
+            };
+          });
+        },
+        now: () => deps.clock.now(),
+      },
     );
 
     // Heartbeat ingest: started before gRPC so no stream ever records into a stopped buffer;
@@ -154,7 +280,7 @@ export async function startController(
     const grpcServer = createGrpcServer();
     grpcServer.addService(
       JobServiceService,
-      createJobServiceImpl({ api, logsApi, authenticate, logger: logger.child({ component: "grpc" }), onCall: metrics.observeGrpc }) as unknown as grpc.UntypedServiceImplementation,
+      createJobServiceImpl({ api, logsApi, plan: (principal, specYaml, limit) => planner.plan(principal, specYaml, limit), authenticate, logger: logger.child({ component: "grpc" }), onCall: metrics.observeGrpc }) as unknown as grpc.UntypedServiceImplementation,
     );
     grpcServer.addService(
       AgentServiceService,
@@ -185,6 +311,18 @@ export async function startController(
         logger: logger.child({ component: "grpc" }),
         onCall: metrics.observeGrpc,
         onNodeAvailable: wakeScheduler,
+      }) as unknown as grpc.UntypedServiceImplementation,
+    );
+    grpcServer.addService(
+      CostServiceService,
+      createCostServiceImpl({
+        db,
+        clock: deps.clock,
+        planner,
+        authenticate,
+        logger: logger.child({ component: "grpc" }),
+        onCall: metrics.observeGrpc,
+        recommendations: async () => utilization.recommendations(),
       }) as unknown as grpc.UntypedServiceImplementation,
     );
     const health = new HealthImplementation({ "": "SERVING", "gpuorch.v1.JobService": "SERVING", "gpuorch.v1.AgentService": "SERVING" });
@@ -230,13 +368,49 @@ export async function startController(
       intervalMs: config.schedulerIntervalMs,
       batchLimit: config.schedulerBatch,
       onPlaced: (taskIds, launches) => supervisor.launch(taskIds, launches),
-      onJobChanged: (id) => notifier.notify(id),
+      onJobChanged: (id) => {
+        notifier.notify(id);
+        costs.touch(id);
+      },
+      priceTask: (node, gpus) => planner.nodePricer.price({ ...node, gpuCount: node.gpus.length }, gpus),
     });
     const started = scheduler;
     started.start();
     steps.push({ name: "scheduler", stop: () => started.stop() });
 
-    // 5. HTTP admin.
+    // 5. Cost tracker (singleton behind an advisory lock); stopped before the database, after the scheduler.
+    costs.start();
+    steps.push({ name: "cost-tracker", stop: () => costs.stop() });
+
+    // 6. Live price refresh, only for the providers asked for (needs credentials and network).
+    if (config.pricingRefresh.length > 0) {
+      const fetchers: PriceFetcher[] = config.pricingRefresh.map((p) => {
+        switch (p) {
+          case "aws":
+            return createAwsPriceFetcher({ clock: deps.clock, ...(config.pricingAwsRegions.length > 0 ? { regions: config.pricingAwsRegions } : {}) });
+          case "azure":
+            return createAzurePriceFetcher({ clock: deps.clock });
+          case "gcp": {
+            const apiKey = process.env.GPUORCH_GCP_API_KEY ?? process.env.GOOGLE_API_KEY;
+            return createGcpPriceFetcher({ clock: deps.clock, ...(apiKey ? { apiKey } : {}), availableIn: availabilityFromOffers(planner.offers) });
+          }
+        }
+      });
+      const refresher = createPricingRefresher({
+        fetchers,
+        store: createPricingStore(db),
+        clock: deps.clock,
+        logger: logger.child({ component: "pricing" }),
+        ttlMs: config.pricingRefreshTtlMs,
+        onRefreshed: () => {
+          planner.reload().catch((err: unknown) => logger.error({ err }, "reloading the price catalog failed"));
+        },
+      });
+      refresher.start();
+      steps.push({ name: "pricing-refresh", stop: () => refresher.stop() });
+    }
+
+    // 7. HTTP admin.
     const http = createHttpAdmin({
       api,
       logsApi,
@@ -244,6 +418,12 @@ export async function startController(
       logger: logger.child({ component: "http" }),
       metrics,
       metricsAuth: config.metricsAuth,
+      costs: {
+        costs: async (principal, by, since) => toSnakeJson(await getCostsResponse(db, principal, by, since, deps.clock.now())),
+        prices: async (_principal, q) => toSnakeJson(await listPrices(db, planner.offers, q, deps.clock.now())),
+        plan: async (principal, specYaml, limit) => toSnakeJson(await planner.plan(principal, specYaml, limit)),
+        recommendations: async () => toSnakeJson(utilization.recommendations()),
+      },
       ready: async () => {
         // A probe every few seconds must not scan the jobs table.
         await pingDatabase(db);

@@ -1,5 +1,5 @@
-import { AppError } from "@gpuorch/core";
-import type { JobServiceServer } from "@gpuorch/proto";
+import { AppError, type Principal } from "@gpuorch/core";
+import type { JobServiceServer, PlanJobResponse } from "@gpuorch/proto";
 import { ArtifactType } from "@gpuorch/proto";
 import {
   type Authenticate,
@@ -20,6 +20,8 @@ import type { LogsApi } from "./logs-api.js";
 
 export interface GrpcServiceDeps {
   api: JobsApi;
+  /** PlanJob (`gpuorch plan`). */
+  plan: (principal: Principal, specYaml: string, limit: number) => Promise<PlanJobResponse>;
   /** GetJobLogs (`gpuorch logs`). */
   logsApi: LogsApi;
   authenticate: Authenticate;
@@ -77,6 +79,7 @@ export function createJobServiceImpl(deps: GrpcServiceDeps): JobServiceServer {
         await send(item.event ? { job: jobToProto(item.job), event: jobEventToProto(item.event) } : { job: jobToProto(item.job), event: undefined });
       }
     }),
+    planJob: unaryHandler(opts("PlanJob"), (req, ctx) => deps.plan(ctx.principal, req.specYaml, req.limit)),
     getJobLogs: serverStreamHandler(opts("GetJobLogs"), async (req, ctx, send) => {
       const query = {
         jobId: req.jobId,

@@ -1,5 +1,5 @@
 import { type IncomingMessage, type Server, createServer } from "node:http";
-import { AppError, type Principal, isAppError, isJobStatus, ARTIFACT_TYPES, type ArtifactType, type JobStatus } from "@gpuorch/core";
+import { AppError, type Principal, parseSince, isAppError, isJobStatus, ARTIFACT_TYPES, type ArtifactType, type JobStatus } from "@gpuorch/core";
 import { type Authenticate, artifactToJson, bearerTokenFromHeader, httpErrorBody, httpStatusFor, jobEventToJson, jobLogLineToJson, jobToJson } from "@gpuorch/rpc";
 import type { Logger } from "@gpuorch/runtime";
 import { SPEC_MAX_BYTES } from "@gpuorch/spec";
@@ -17,6 +17,16 @@ export interface HttpAdminDeps {
   metricsAuth: boolean;
   /** Readiness: resolves when the database answers. */
   ready: () => Promise<boolean>;
+  /** GET /v1/costs, GET /v1/pricing, POST /v1/plan, GET /v1/recommendations (the CostService and PlanJob in JSON). */
+  costs?: HttpCostRoutes;
+}
+
+/** The cost operations the HTTP API serves; each answers a JSON-ready object (snake_case keys). */
+export interface HttpCostRoutes {
+  costs(principal: Principal, by: string, since: Date | null): Promise<unknown>;
+  prices(principal: Principal, q: { gpuTypes: string[]; providers: string[]; regions: string[]; spot: boolean; limit: number }): Promise<unknown>;
+  plan(principal: Principal, specYaml: string, limit: number): Promise<unknown>;
+  recommendations(principal: Principal): Promise<unknown>;
 }
 
 type Handler = (req: IncomingMessage, principal: Principal, params: string[], url: URL) => Promise<[number, unknown]>;
@@ -129,6 +139,59 @@ export function createHttpAdmin(deps: HttpAdminDeps): { server: Server; setDrain
       },
     },
   ];
+  const costs = deps.costs;
+  if (costs) {
+    const list = (url: URL, name: string): string[] => url.searchParams.getAll(name).flatMap((v) => v.split(",")).map((v) => v.trim()).filter(Boolean);
+    routes.push(
+      {
+        method: "GET",
+        pattern: /^\/v1\/costs$/,
+        name: "/v1/costs",
+        handler: async (_req, principal, _p, url) => {
+          const since = url.searchParams.get("since");
+          return [200, await costs.costs(principal, url.searchParams.get("by") ?? "", since === null || since === "" ? null : parseSince(since, new Date()))];
+        },
+      },
+      {
+        method: "GET",
+        pattern: /^\/v1\/pricing$/,
+        name: "/v1/pricing",
+        handler: async (_req, principal, _p, url) => {
+          const spot = url.searchParams.get("spot");
+          if (spot !== null && !["", "true", "false", "1", "0"].includes(spot)) {
+            throw AppError.invalid(`spot must be true or false, got '${spot}'`, [{ field: "spot", message: "expected true or false" }]);
+          }
+          const limit = url.searchParams.get("limit");
+          return [
+            200,
+            await costs.prices(principal, {
+              gpuTypes: list(url, "gpu"),
+              providers: list(url, "provider"),
+              regions: list(url, "region"),
+              spot: spot === "" || spot === "true" || spot === "1",
+              limit: limit === null ? 0 : intParam(limit, "limit"),
+            }),
+          ];
+        },
+      },
+      {
+        method: "POST",
+        pattern: /^\/v1\/plan$/,
+        name: "/v1/plan",
+        handler: async (req, principal, _p, url) => {
+          const { specYaml } = await readSubmitBody(req);
+          const limit = url.searchParams.get("limit");
+          return [200, await costs.plan(principal, specYaml, limit === null ? 0 : intParam(limit, "limit"))];
+        },
+      },
+      {
+        method: "GET",
+        pattern: /^\/v1\/recommendations$/,
+        name: "/v1/recommendations",
+        handler: async (_req, principal) => [200, await costs.recommendations(principal)],
+      },
+    );
+  }
 
   const server = createServer((req, res) => {
     const started = performance.now();
@@ -200,6 +263,7 @@ export function createHttpAdmin(deps: HttpAdminDeps): { server: Server; setDrain
     },
   };
 }
+
 
 function intParam(v: string, field: string): number {
   if (!/^\d+$/.test(v)) throw AppError.invalid(`${field} must be a non-negative integer, got '${v}'`, [{ field, message: "expected an integer" }]);

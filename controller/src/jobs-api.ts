@@ -28,7 +28,7 @@ import {
   listJobs,
 } from "@gpuorch/db";
 import { type Batcher, type Logger, createBatcher } from "@gpuorch/runtime";
-import { parseJobSpec } from "@gpuorch/spec";
+import { type JobSpec, parseJobSpec } from "@gpuorch/spec";
 import type { JobNotifier } from "./job-notifier.js";
 
 export interface SubmitInput {
@@ -80,6 +80,11 @@ export class JobsApi {
       onSubmitted?: (jobId: string) => void;
       /** A job was cancelled (its running tasks must be stopped). */
       onCancelled?: (jobId: string) => void;
+      /**
+       * Admission: throws (RESOURCE_EXHAUSTED infeasible_job) when no plan
+       * meets the spec, else the estimate stored with the job.
+       */
+      admit?: (spec: JobSpec) => Promise<{ estimatedCostUsd: string | null }>;
     },
   ) {
     const batch = deps.submitBatch ?? { maxBatch: 64, maxInFlight: 2 };
@@ -128,6 +133,7 @@ export class JobsApi {
       ]);
     }
     const teamName = resolveSubmitTeam(principal, spec.job.team);
+    const admission = this.deps.admit ? await this.deps.admit(spec) : { estimatedCostUsd: null };
     const teamId = !principal.admin && principal.teamId !== null ? principal.teamId : await this.teamId(teamName);
     const outcome = await this.inserts.submit({
       id: this.deps.ids.newId(),
@@ -143,6 +149,7 @@ export class JobsApi {
       specYaml: input.specYaml,
       spec,
       budgetUsd: spec.constraints.budget_usd ?? null,
+      estimatedCostUsd: admission.estimatedCostUsd,
       deadline: spec.constraints.deadline ? new Date(spec.constraints.deadline) : null,
       idempotencyKey: key,
       actor: actorOf(principal),

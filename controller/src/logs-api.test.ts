@@ -57,7 +57,7 @@ describe("GetJobLogs over real gRPC and GET /v1/jobs/{id}/logs (PostgreSQL)", ()
     const logsApi = new LogsApi({ db: database.db, logs, notifier, logger, pollMs: 50, pageLines: 7, lingerMs: 50 });
     server = createGrpcServer();
     // Only GetJobLogs is exercised: the job API itself is not needed.
-    server.addService(JobServiceService, createJobServiceImpl({ api: {} as JobsApi, logsApi, authenticate, logger }) as unknown as UntypedServiceImplementation);
+    server.addService(JobServiceService, createJobServiceImpl({ api: {} as JobsApi, logsApi, plan: () => Promise.reject(new Error("not used")), authenticate, logger }) as unknown as UntypedServiceImplementation);
     address = `127.0.0.1:${await listen(server, "127.0.0.1", 0)}`;
     http = createHttpAdmin({
       api: {} as JobsApi,

@@ -18,12 +18,20 @@ Usage:
                            [--heartbeat-interval-seconds N] [--heartbeat-flush-ms MS] [--heartbeat-sample-ms MS]
                            [--node-unreachable-ms MS] [--node-lost-ms MS] [--node-health-interval-ms MS]
                            [--scheduler-interval-ms MS] [--task-stop-grace-seconds N] [--task-launch-timeout-ms MS]
+                           [--pricing-seed-dir DIR] [--pricing-refresh aws,gcp,azure] [--onprem-usd-per-gpu-hour USD]
+                           [--no-admission] [--cost-interval-ms MS] [--budget-thresholds 50,80,100]
+                           [--utilization-threshold PCT] [--utilization-window-ms MS]
   gpuorch-controller token create --team NAME [--admin] [--kind user|agent] [--name NAME] [--json]
   gpuorch-controller token create --admin [--json]
   gpuorch-controller migrate [--data-dir DIR | --database-url URL]
 
 --with-agent (embedded only) also runs one local gpuorch-agent; without a GPU it simulates one
 from a real nvidia-smi capture so jobs run on the CPU. \`pnpm start\` uses it.
+
+Prices: the shipped catalog (GCP rows and egress tiers) loads on first start; --pricing-seed-dir adds
+aws.csv/gcp.csv/azure.csv/egress.csv from a directory; --pricing-refresh polls the providers' live price
+APIs (credentials and network needed; default off). Alert channels (log, webhook, slack) are set in
+--config FILE under alert_channels, or GPUORCH_ALERT_CHANNELS as JSON.
 
 Configuration: flags > GPUORCH_* environment (e.g. GPUORCH_GRPC_PORT, DATABASE_URL) > --config FILE > defaults.
 Without DATABASE_URL the controller embeds PostgreSQL (PGlite) in --data-dir (default ~/.gpuorch/data).`;
@@ -51,6 +59,14 @@ const FLAG_OPTIONS = {
   "scheduler-interval-ms": { type: "string" },
   "task-stop-grace-seconds": { type: "string" },
   "task-launch-timeout-ms": { type: "string" },
+  "pricing-seed-dir": { type: "string" },
+  "pricing-refresh": { type: "string" },
+  "onprem-usd-per-gpu-hour": { type: "string" },
+  "no-admission": { type: "boolean" },
+  "cost-interval-ms": { type: "string" },
+  "budget-thresholds": { type: "string" },
+  "utilization-threshold": { type: "string" },
+  "utilization-window-ms": { type: "string" },
   config: { type: "string" },
   team: { type: "string" },
   admin: { type: "boolean" },
@@ -85,7 +101,18 @@ async function main(argv: string[]): Promise<number> {
     "scheduler-interval-ms": "schedulerIntervalMs",
     "task-stop-grace-seconds": "taskStopGraceSeconds",
     "task-launch-timeout-ms": "taskLaunchTimeoutMs",
+    "pricing-seed-dir": "pricingSeedDir",
+    "onprem-usd-per-gpu-hour": "onpremUsdPerGpuHour",
+    "cost-interval-ms": "costIntervalMs",
+    "utilization-threshold": "utilizationThresholdPercent",
+    "utilization-window-ms": "utilizationWindowMs",
   };
+  const lists: Record<string, string> = { "pricing-refresh": "pricingRefresh", "budget-thresholds": "budgetThresholdsPct" };
+  for (const [flag, key] of Object.entries(lists)) {
+    const v = (values as Record<string, unknown>)[flag];
+    if (typeof v === "string") flags[key] = v.split(",").map((x) => x.trim()).filter(Boolean);
+  }
+  if (values["no-admission"]) flags.admission = false;
   for (const [flag, key] of Object.entries(map)) {
     const v = (values as Record<string, unknown>)[flag];
     if (v !== undefined) flags[key] = v;

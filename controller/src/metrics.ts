@@ -14,9 +14,20 @@ export interface ControllerMetrics {
   observeGrpc(method: string, code: string, seconds: number): void;
 }
 
+/** Cost, utilization and pricing readings behind the gauges; each read at scrape time. */
+export interface CostMetricSources {
+  /** Persisted running cost and GPU-seconds of every job, summed per team and project. */
+  costTotals: () => Promise<{ team: string; project: string; costMicros: bigint; gpuSeconds: number }[]>;
+  gpuUtilization: () => Promise<{ hostname: string; gpuIndex: number; gpuName: string; utilizationPercent: number; team: string; project: string }[]>;
+  /** Per provider: the oldest price date of its rows, and the last successful live refresh (null: never). */
+  pricing: () => Promise<{ provider: string; oldestPriceDate: string | null; lastSuccessAt: Date | null; consecutiveFailures: number; rows: number }[]>;
+  now: () => Date;
+}
+
 export function createControllerMetrics(
   countJobs: () => Promise<Record<JobStatus, number>>,
   countNodes: () => Promise<Record<NodeState, number>> = async () => Object.fromEntries(NODE_STATES.map((s) => [s, 0])) as Record<NodeState, number>,
+  costs?: CostMetricSources,
 ): ControllerMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "gpuorch_controller_" });
@@ -90,6 +101,7 @@ export function createControllerMetrics(
     labelNames: ["to"] as const,
     registers: [registry],
   });
+  if (costs) registerCostMetrics(registry, costs);
   return {
     registry,
     heartbeatsReceived,
@@ -104,4 +116,63 @@ export function createControllerMetrics(
       grpcDuration.observe({ method }, seconds);
     },
   };
+}
+
+function registerCostMetrics(registry: Registry, src: CostMetricSources): void {
+  new Gauge({
+    name: "gpuorch_job_cost_usd",
+    help: "Running cost of jobs (persisted by the cost tracker), summed per team and project; project '' = none",
+    labelNames: ["team", "project"] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const t of await src.costTotals()) this.set({ team: t.team, project: t.project }, Number(t.costMicros) / 1e6);
+    },
+  });
+  new Gauge({
+    name: "gpuorch_job_gpu_seconds",
+    help: "GPU-seconds held by jobs (GPU-hours × 3600), summed per team and project",
+    labelNames: ["team", "project"] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const t of await src.costTotals()) this.set({ team: t.team, project: t.project }, t.gpuSeconds);
+    },
+  });
+  new Gauge({
+    name: "gpuorch_gpu_utilization_percent",
+    help: "Latest GPU utilization reported by each node's agent; team/project of the job holding the GPU ('' when idle)",
+    labelNames: ["node", "gpu", "model", "team", "project"] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const g of await src.gpuUtilization()) {
+        this.set({ node: g.hostname, gpu: String(g.gpuIndex), model: g.gpuName, team: g.team, project: g.project }, g.utilizationPercent);
+      }
+    },
+  });
+  const pricingGauge = (name: string, help: string, value: (p: Awaited<ReturnType<CostMetricSources["pricing"]>>[number], now: Date) => number | null): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames: ["provider"] as const,
+      registers: [registry],
+      async collect() {
+        this.reset();
+        const now = src.now();
+        for (const p of await src.pricing()) {
+          const v = value(p, now);
+          if (v !== null) this.set({ provider: p.provider }, v);
+        }
+      },
+    });
+  };
+  pricingGauge("gpuorch_pricing_catalog_age_seconds", "Age of the oldest price in the catalog, per provider (from each row's price date)", (p, now) =>
+    p.oldestPriceDate === null ? null : Math.max(0, (now.getTime() - Date.parse(`${p.oldestPriceDate}T00:00:00Z`)) / 1000),
+  );
+  pricingGauge("gpuorch_pricing_refresh_age_seconds", "Seconds since the provider's last successful live price refresh (absent: never refreshed)", (p, now) =>
+    p.lastSuccessAt === null ? null : Math.max(0, (now.getTime() - p.lastSuccessAt.getTime()) / 1000),
+  );
+  pricingGauge("gpuorch_pricing_refresh_consecutive_failures", "Live price refreshes failed in a row, per provider", (p) => p.consecutiveFailures);
+  pricingGauge("gpuorch_pricing_catalog_rows", "Catalog rows per provider", (p) => p.rows);
 }

@@ -14,6 +14,8 @@ import {
   type SchedulableJob,
   type TaskRecord,
   findTasks,
+  insertAllocations,
+  type NewAllocation,
   insertTasks,
   loadPlacementNodes,
   lockSchedulableJobs,
@@ -24,6 +26,7 @@ import {
 import { type Logger, sleep } from "@gpuorch/runtime";
 import { catalogGpuModel } from "@gpuorch/spec";
 import { buildLaunchCommand } from "./task-supervisor.js";
+import type { TaskPrice } from "./node-pricing.js";
 
 /** A launch command for a task the pass just created, and where it goes. */
 export interface PlacedLaunch {
@@ -51,6 +54,8 @@ export interface SchedulerLoopDeps {
   onPlaced: (taskIds: string[], launches: PlacedLaunch[]) => Promise<void>;
   onJobChanged?: (jobId: string) => void;
   onPass?: (stats: { placed: number; pending: number; seconds: number }) => void;
+  /** Prices the GPUs a task holds on a node (the running cost and the allocation record); absent = unpriced. */
+  priceTask?: (node: PlacementNode, gpus: number) => TaskPrice;
 }
 
 type SpecJson = {
@@ -209,6 +214,7 @@ export class SchedulerLoop {
     const nodeById = new Map(nodes.map((n) => [n.id, n]));
     const newTasks: NewTask[] = [];
     const changedJobs: string[] = [];
+    const priced: PricedPlacement[] = [];
     const perJob = new Map<string, typeof decision.placements>();
     for (const p of decision.placements) perJob.set(p.jobId, [...(perJob.get(p.jobId) ?? []), p]);
     for (const [jobId, placements] of perJob) {
@@ -221,7 +227,10 @@ export class SchedulerLoop {
         p.nodes.forEach((ng, rank) => {
           const node = nodeById.get(ng.nodeId);
           hosts.push(`${node?.hostname ?? ng.nodeId}[${ng.gpuIndices.join(",")}]`);
+          const price = node ? this.deps.priceTask?.(node, ng.gpuIndices.length) : undefined;
+          if (price) priced.push({ jobId, attempt: job.attempt, node: node!, gpus: ng.gpuIndices.length, price, unit: p.unit });
           newTasks.push({
+            ...(price ? { microsPerHour: price.microsPerHour } : {}),
             id: this.deps.ids.newId(),
             jobId,
             attempt: job.attempt,
@@ -248,6 +257,7 @@ export class SchedulerLoop {
       }
     }
     await insertTasks(tx, newTasks);
+    await insertAllocations(tx, allocationsFor(priced, byId, () => this.deps.ids.newId()));
     const launches = launchesFor(newTasks, byId, nodeById, this.deps.clock.now());
     const reasons = decision.pending.filter((p) => byId.get(p.jobId)?.status === "pending" && !perJob.has(p.jobId));
     await setPendingReasons(
@@ -256,6 +266,53 @@ export class SchedulerLoop {
     );
     return { taskIds: newTasks.map((t) => t.id), pending: reasons.length, changedJobs, launches };
   }
+}
+
+interface PricedPlacement {
+  jobId: string;
+  attempt: number;
+  node: PlacementNode;
+  gpus: number;
+  price: TaskPrice;
+  unit: number | undefined;
+}
+
+/**
+ * One allocation row per job (gang) or multi_task unit placed in this pass,
+ * grouped by node instance type: what it runs on and the prices it pays.
+ */
+function allocationsFor(priced: readonly PricedPlacement[], jobs: ReadonlyMap<string, SchedulableJob>, newId: () => string): NewAllocation[] {
+  const groups = new Map<string, PricedPlacement[]>();
+  for (const p of priced) {
+    const key = `${p.jobId}|${p.unit ?? "gang"}|${p.node.provider}|${p.node.region}|${p.node.instanceType}|${p.price.basis.spot}`;
+    groups.set(key, [...(groups.get(key) ?? []), p]);
+  }
+  const out: NewAllocation[] = [];
+  for (const ps of groups.values()) {
+    const first = ps[0]!;
+    const spec = jobs.get(first.jobId)?.spec as { job?: { estimated_hours?: number } } | undefined;
+    const hours = spec?.job?.estimated_hours ?? 0;
+    const perHour = ps.reduce((s, p) => s + p.price.microsPerHour, 0n);
+    const provider = first.node.provider === "aws" || first.node.provider === "gcp" || first.node.provider === "azure" ? first.node.provider : "onprem";
+    out.push({
+      id: newId(),
+      jobId: first.jobId,
+      attempt: first.attempt,
+      provider,
+      region: first.node.region || "-",
+      zone: first.node.zone || null,
+      instanceType: first.node.instanceType || first.node.hostname,
+      instanceCount: ps.length,
+      gpusPerInstance: first.gpus,
+      spot: first.price.basis.spot,
+      microsPerHour: perHour,
+      estimatedHours: hours,
+      // Ceil to the micro: hours are a float from the spec.
+      estimatedMicros: BigInt(Math.ceil(Number(perHour) * hours)),
+      prices: ps.map((p) => ({ node_id: p.node.id, hostname: p.node.hostname, gpus: p.gpus, usd_micros_per_hour: p.price.microsPerHour.toString(), ...p.price.basis })),
+    });
+  }
+  return out;
 }
 
 /** The launch commands of freshly placed tasks, from the pass's own snapshot. */

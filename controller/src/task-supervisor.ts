@@ -130,6 +130,18 @@ export class TaskSupervisor {
     for (const t of tasks) this.sendStop(t, reason);
   }
 
+  /**
+   * Fails a job from outside its tasks' verdicts (its budget is spent) and
+   * stops every rank. False when the job was already terminal or moved first.
+   */
+  async failJob(jobId: string, reason: string, details: Record<string, unknown>): Promise<boolean> {
+    const job = (await this.loadJobs([jobId])).get(jobId);
+    if (!job || isTerminal(job.status)) return false;
+    const done = await this.transition(jobId, job.status, "failed", reason, details);
+    if (done) await this.stopJob(jobId, reason);
+    return done;
+  }
+
   private sendStop(t: TaskRecord, reason: string): void {
     this.deps.sessions.send(t.nodeId, {
       stop: stopToProto({

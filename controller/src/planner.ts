@@ -1,0 +1,215 @@
+import {
+  AppError,
+  type Catalog,
+  type Clock,
+  type ExistingNodeCapacity,
+  type OptimizeResult,
+  type OptimizerSpec,
+  type PlanCandidate,
+  type Principal,
+  formatUsdMicros,
+  optimize,
+} from "@gpuorch/core";
+import { type Database, listPricingStatus, loadCatalogOffers, loadPlacementNodes } from "@gpuorch/db";
+import type { EgressTier } from "@gpuorch/core";
+import type { PlanJobResponse, PlanOption, PlanPart } from "@gpuorch/proto";
+import { type Logger } from "@gpuorch/runtime";
+import { type JobSpec, catalogGpuModel, formatSpecIssues, parseJobSpec } from "@gpuorch/spec";
+import { NodePricer } from "./node-pricing.js";
+
+// A JobSpec must stay assignable to the optimizer's spec (core cannot import spec); this fails to compile if they drift.
+export const specFitsOptimizer = (s: JobSpec): OptimizerSpec => s;
+type StrayKeys = { [K in keyof OptimizerSpec]: Exclude<keyof OptimizerSpec[K], keyof JobSpec[K]> }[keyof OptimizerSpec];
+export const noStrayKeys: [StrayKeys] extends [never] ? true : false = true;
+
+export interface PlannerDeps {
+  db: Database["db"];
+  clock: Clock;
+  logger: Logger;
+  /** Egress tiers (not stored in the database; from the shipped files). */
+  egress: readonly EgressTier[];
+  /** Internal price of one on-prem GPU-hour, micro-USD. */
+  onpremMicrosPerGpuHour: bigint;
+  /** Reject infeasible specs at submit (RESOURCE_EXHAUSTED infeasible_job). */
+  admission: boolean;
+}
+
+/** What admission decided for a submitted spec. */
+export interface Admission {
+  /** The chosen plan's expected total, decimal USD; null when admission was skipped. */
+  estimatedCostUsd: string | null;
+  best: PlanCandidate | null;
+}
+
+/**
+ * The controller's view of prices and capacity for planning: the catalog from
+ * `gpu_pricing` (reloaded after a refresh) and the registered nodes. PlanJob
+ * and admission both run the pure optimizer of core on this.
+ */
+export class Planner {
+  private catalog: Catalog = { offers: [], egress: [] };
+  private pricer: NodePricer;
+  private capacity: { at: number; free: ExistingNodeCapacity[]; all: ExistingNodeCapacity[] } | null = null;
+
+  constructor(private readonly deps: PlannerDeps) {
+    this.pricer = new NodePricer([], deps.onpremMicrosPerGpuHour);
+  }
+
+  /** Reads the catalog from the database (at start and after each refresh). */
+  async reload(): Promise<void> {
+    const offers = await loadCatalogOffers(this.deps.db);
+    this.catalog = { offers, egress: this.deps.egress };
+    this.pricer = new NodePricer(offers, this.deps.onpremMicrosPerGpuHour);
+    this.deps.logger.info({ offers: offers.length, egressTiers: this.deps.egress.length }, "price catalog loaded");
+  }
+
+  get offers(): Catalog["offers"] {
+    return this.catalog.offers;
+  }
+
+  get nodePricer(): NodePricer {
+    return this.pricer;
+  }
+
+  /** `gpuorch plan`: the plan table for a spec, feasible or not. */
+  async plan(_principal: Principal, specYaml: string, limit: number): Promise<PlanJobResponse> {
+    const spec = parseOrThrow(specYaml);
+    const result = await this.run(spec, "free", limit > 0 ? limit : 20);
+    const status = await listPricingStatus(this.deps.db).catch(() => []);
+    const stale = status.filter((s) => s.lastError).map((s) => `${s.provider} prices: last refresh failed (${s.lastError})`);
+    return toPlanResponse(result, this.catalog.offers.length + (this.capacity?.free.length ?? 0), [...result.notes, ...stale]);
+  }
+
+  /**
+   * Admission at submit. Capacity of registered nodes counts as if free (a
+   * busy fleet is a reason to wait, not to reject). A spec restricted to
+   * on-prem is not rejected for want of nodes (nodes may still register, and
+   * the scheduler keeps it pending with the reason), only when a plan on the
+   * registered nodes exists but breaks its budget, deadline or reliability.
+   */
+  async admit(spec: JobSpec): Promise<Admission> {
+    const result = await this.run(spec, "all", 1);
+    if (result.best) return { estimatedCostUsd: formatUsdMicros(result.best.totalMicros), best: result.best };
+    const onpremOnly = spec.constraints.allowed_providers.length > 0 && spec.constraints.allowed_providers.every((p) => p === "onprem");
+    // On-prem only and no node can take it yet: wait for nodes. A plan that exists but breaks budget/deadline/reliability is rejected.
+    const waitForNodes = onpremOnly && result.alternatives.length === 0;
+    if (waitForNodes || !this.deps.admission) return { estimatedCostUsd: null, best: null };
+    throw new AppError("RESOURCE_EXHAUSTED", `job is infeasible: ${result.binding ?? "no plan meets the spec"}`, {
+      reason: "infeasible_job",
+      meta: { rejections: result.rejections.slice(0, 5).map((r) => `${r.code}: ${r.message} (${r.count})`).join("; ") },
+    });
+  }
+
+  private async run(spec: JobSpec, capacity: "free" | "all", maxAlternatives: number): Promise<OptimizeResult> {
+    const nodes = await this.existingCapacity();
+    return optimize(specFitsOptimizer(spec), this.catalog, capacity === "free" ? nodes.free : nodes.all, {
+      nowMs: this.deps.clock.now().getTime(),
+      maxAlternatives,
+    });
+  }
+
+  /** Registered nodes' GPUs by model, free and in total; cached for a second (submits come in bursts). */
+  private async existingCapacity(): Promise<{ free: ExistingNodeCapacity[]; all: ExistingNodeCapacity[] }> {
+    const now = this.deps.clock.now().getTime();
+    if (this.capacity && now - this.capacity.at < 1000) return this.capacity;
+    const nodes = await loadPlacementNodes(this.deps.db);
+    const free: ExistingNodeCapacity[] = [];
+    const all: ExistingNodeCapacity[] = [];
+    for (const n of nodes) {
+      if (n.state !== "ready") continue;
+      const byModel = new Map<string, { memGb: number; total: number; free: number }>();
+      for (const g of n.gpus) {
+        const model = catalogGpuModel(g.name, g.memoryTotalMib);
+        const e = byModel.get(model) ?? { memGb: (g.memoryTotalMib * 1024 * 1024) / 1e9, total: 0, free: 0 };
+        e.total++;
+        if (g.heldBy === null) e.free++;
+        byModel.set(model, e);
+      }
+      const provider = n.provider === "aws" || n.provider === "gcp" || n.provider === "azure" ? n.provider : "onprem";
+      for (const [model, e] of byModel) {
+        const perGpu = this.pricer.price({ provider: n.provider, region: n.region, zone: n.zone, instanceType: n.instanceType, spot: n.spot, gpuCount: n.gpus.length }, 1);
+        const offer = this.pricer.offerFor(n);
+        const base = {
+          nodeId: n.id,
+          provider,
+          region: n.region,
+          network: n.network,
+          gpuType: model,
+          gpuMemoryGb: Math.floor(e.memGb),
+          microsPerGpuHour: perGpu.microsPerHour,
+          interconnect: offer?.interconnect ?? null,
+        } as const;
+        all.push({ ...base, freeGpus: e.total });
+        if (e.free > 0) free.push({ ...base, freeGpus: e.free });
+      }
+    }
+    this.capacity = { at: now, free, all };
+    return this.capacity;
+  }
+}
+
+function parseOrThrow(specYaml: string): JobSpec {
+  const parsed = parseJobSpec(specYaml);
+  if (parsed.ok) return parsed.spec;
+  const first = parsed.issues[0];
+  throw new AppError("INVALID_ARGUMENT", `invalid job spec: ${first ? `${first.path || "spec"}: ${first.message}` : formatSpecIssues(parsed.issues, "spec")}`, {
+    reason: "invalid_spec",
+    fields: parsed.issues.map((i) => ({
+      field: i.path,
+      message: i.message,
+      ...(i.line !== null ? { line: i.line } : {}),
+      ...(i.column !== null ? { column: i.column } : {}),
+    })),
+  });
+}
+
+const usd = (m: bigint): string => formatUsdMicros(m);
+
+function toOption(c: PlanCandidate, rank: number): PlanOption {
+  const parts: PlanPart[] = c.targets.map((t) => ({
+    provider: t.provider,
+    region: t.region,
+    zone: t.zone,
+    instanceType: t.instanceType || (t.nodeIds.length > 0 ? `${t.nodeIds.length} registered node${t.nodeIds.length > 1 ? "s" : ""}` : ""),
+    instanceCount: t.nodes,
+    gpusPerInstance: t.gpusPerNode,
+    gpuType: t.gpuType,
+    spot: t.spot,
+    units: c.mode === "multi_task" ? t.units : 0,
+    nodeId: t.nodeIds.join(","),
+    usdPerHour: usd(t.microsPerHour),
+    priceDate: t.offer?.priceDate ?? "",
+  }));
+  return {
+    rank,
+    feasible: c.feasible,
+    reason: c.reason ?? (c.violations.length > 0 ? c.violations.join("; ") : ""),
+    parts,
+    usdPerHour: usd(c.microsPerHour),
+    estimatedHours: c.hours,
+    computeUsd: usd(c.computeMicros),
+    egressUsd: usd(c.egressMicros),
+    spotOverheadUsd: usd(c.spotOverheadMicros),
+    totalUsd: usd(c.totalMicros),
+    reliability: c.reliability,
+    expectedCompletion: Number.isFinite(c.completionMs) ? new Date(c.completionMs) : undefined,
+    score: Number.isFinite(c.score) ? c.score : 0,
+  };
+}
+
+export function toPlanResponse(r: OptimizeResult, considered: number, notes: string[]): PlanJobResponse {
+  const options: PlanOption[] = [];
+  let rank = 0;
+  if (r.best) options.push(toOption(r.best, ++rank));
+  for (const c of r.alternatives) options.push(toOption(c, c.feasible ? ++rank : 0));
+  const dates = r.best ? r.best.targets.map((t) => t.offer?.priceDate).filter((d): d is string => !!d) : [];
+  const rejections = r.rejections.map((x) => `filtered out ${x.count}: ${x.message}`);
+  return {
+    feasible: r.best !== null,
+    infeasibleReason: r.best ? "" : (r.binding ?? "no plan meets the spec"),
+    options,
+    offersConsidered: considered,
+    oldestPriceDate: dates.sort()[0] ?? "",
+    notes: [...notes, ...rejections],
+  };
+}
