@@ -14,6 +14,7 @@ export default defineConfig({
       "@gpuorch/proto": pkg("proto"),
       "@gpuorch/db": pkg("db"),
       "@gpuorch/pricing": pkg("pricing"),
+      "@gpuorch/storage": pkg("storage"),
       "@gpuorch/rpc": pkg("rpc"),
       "@gpuorch/testing": pkg("testing"),
       "@gpuorch/cli": pkg("cli"),

@@ -18,3 +18,4 @@ export {
   stopAllProcesses,
 } from "./processes.js";
 export { newJobInput } from "./fixtures.js";
+export { S3RVER_CREDENTIALS, type S3rverProcess, startS3rver } from "./s3rver.js";
