@@ -16,3 +16,4 @@ export * from "./link/node-id-store.js";
 export * from "./link/registration.js";
 export * from "./link/gpu-sampler.js";
 export { runDaemon, RUN_USAGE, type RunIo } from "./agent-run.js";
+export * from "./checkpoints/checkpoints.js";
