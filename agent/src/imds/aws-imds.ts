@@ -24,7 +24,17 @@ const TOKEN_TTL_SECONDS = "60";
  * when the token request gets no 200.
  */
 export async function probeAws(ctx: ImdsContext): Promise<ReadLabels> {
-  const res = await imdsRequest(ctx, "PUT", "/latest/api/token", { "X-aws-ec2-metadata-token-ttl-seconds": TOKEN_TTL_SECONDS });
+  const token = await requestAwsToken(ctx, TOKEN_TTL_SECONDS);
+  return () => readAws(ctx, token);
+}
+
+/**
+ * An IMDSv2 session token valid for `ttlSeconds` (1–21600). Rejects with
+ * `imds_refused` (401/403) or `imds_unavailable` (any other status, or a body
+ * that is not a token).
+ */
+export async function requestAwsToken(ctx: ImdsContext, ttlSeconds: string): Promise<string> {
+  const res = await imdsRequest(ctx, "PUT", "/latest/api/token", { "X-aws-ec2-metadata-token-ttl-seconds": ttlSeconds });
   if (res.status !== 200) {
     // 400: bad TTL header; 403: IMDS disabled on the instance; 405: a proxy added X-Forwarded-For.
     const why = res.status === 401 || res.status === 403 ? "refused the session token" : `answered ${res.status}`;
@@ -42,7 +52,7 @@ export async function probeAws(ctx: ImdsContext): Promise<ReadLabels> {
       meta: { provider: "aws" },
     });
   }
-  return () => readAws(ctx, token);
+  return token;
 }
 
 async function readAws(ctx: ImdsContext, token: string): Promise<CloudLabels> {

@@ -77,6 +77,6 @@ function labelsFromAzureDocument(ctx: ImdsContext, doc: Record<string, unknown>)
   return { provider: "azure", region, zone, network: "", instanceType, spot, privateIp };
 }
 
-function isRecord(v: unknown): v is Record<string, unknown> {
+export function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }

@@ -1,5 +1,4 @@
-import { AppError } from "@gpuorch/core";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { readCloudLabels } from "./cloud-labels.js";
 import {
   AWS_SPOT_P4D,
@@ -10,30 +9,12 @@ import {
   azureInstanceDocument,
   gcpMetadata,
   startScriptedImds,
-  type ImdsScript,
-  type ScriptedImdsServer,
 } from "./scripted-imds-server.js";
+import { scriptedImdsPerTest, appErrorOf } from "./imds.test-util.js";
 
-const servers: ScriptedImdsServer[] = [];
-afterEach(async () => {
-  await Promise.all(servers.splice(0).map((s) => s.close()));
-});
+const serve = scriptedImdsPerTest();
 
-async function serve(script: ImdsScript): Promise<ScriptedImdsServer> {
-  const s = await startScriptedImds(script);
-  servers.push(s);
-  return s;
-}
-
-async function rejection(p: Promise<unknown>): Promise<AppError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof AppError) return e;
-    throw e;
-  }
-  throw new Error("expected a rejection");
-}
+const rejection = appErrorOf;
 
 const AZURE_SPOT_DOC = azureInstanceDocument({ location: "westus2", zone: "1", vmSize: "Standard_NC24ads_A100_v4", priority: "Spot" }, "10.1.0.4");
 
@@ -226,9 +207,8 @@ describe("timeouts and failures", () => {
   });
 
   it("reports a closed port as unreachable", async () => {
-    const s = await serve(() => ({ body: "" }));
+    const s = await startScriptedImds(() => ({ body: "" }));
     await s.close();
-    servers.splice(servers.indexOf(s), 1);
     const err = await rejection(readCloudLabels({ provider: "gcp", endpoint: s.url, timeoutMs: 500 }));
     expect(err.reason).toBe("imds_unreachable");
     expect(err.message).toContain("ECONNREFUSED");

@@ -108,7 +108,8 @@ export async function readCloudLabels(opts: ReadCloudLabelsOptions): Promise<Clo
   return { labels: await only.read(), source: { provider: only.ctx.provider, endpoint: only.ctx.endpoint } };
 }
 
-function normalizeEndpoint(raw: string): string {
+/** A validated http(s) base URL without trailing slash; INVALID_ARGUMENT `invalid_imds_endpoint` otherwise. */
+export function normalizeEndpoint(raw: string): string {
   let url: URL;
   try {
     url = new URL(raw);

@@ -33,7 +33,8 @@ export async function probeGcp(ctx: ImdsContext): Promise<ReadLabels> {
   return () => readGcp(ctx, res.body.trim());
 }
 
-function fromGoogle(res: ImdsResponse): boolean {
+/** Whether the answer carries `Metadata-Flavor: Google`, i.e. came from the real metadata server. */
+export function fromGoogle(res: ImdsResponse): boolean {
   return res.headers.get("metadata-flavor") === "Google";
 }
 

@@ -18,3 +18,14 @@ export {
   type ResolveNodeLabelsDeps,
   type ResolvedNodeLabels,
 } from "./node-labels.js";
+export {
+  checkInterruption,
+  InterruptionWatcher,
+  DEFAULT_INTERRUPTION_INTERVAL_MS,
+  type InterruptionKind,
+  type InterruptionNotice,
+  type InterruptionCache,
+  type InterruptionCheckOptions,
+  type InterruptionWatcherOptions,
+  type InterruptionWatcherState,
+} from "./interruption.js";

@@ -1,20 +1,12 @@
 import { AppError, type NodeLabels } from "@gpuorch/core";
 import { type Logger, loadConfig } from "@gpuorch/runtime";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { agentConfigSchema } from "../agent-config.js";
 import { resolveNodeLabels, type NodeLabelsConfig } from "./node-labels.js";
-import { AWS_SPOT_P4D, GCP_A2_STANDARD, awsImds, gcpMetadata, startScriptedImds, type ImdsScript, type ScriptedImdsServer } from "./scripted-imds-server.js";
+import { AWS_SPOT_P4D, GCP_A2_STANDARD, awsImds, gcpMetadata } from "./scripted-imds-server.js";
+import { scriptedImdsPerTest } from "./imds.test-util.js";
 
-const servers: ScriptedImdsServer[] = [];
-afterEach(async () => {
-  await Promise.all(servers.splice(0).map((s) => s.close()));
-});
-
-async function serve(script: ImdsScript): Promise<ScriptedImdsServer> {
-  const s = await startScriptedImds(script);
-  servers.push(s);
-  return s;
-}
+const serve = scriptedImdsPerTest();
 
 interface LogLine {
   level: string;

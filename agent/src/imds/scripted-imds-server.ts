@@ -69,6 +69,10 @@ export interface AwsInstance {
   mac: string;
   vpcId: string;
   lifeCycle: string;
+  /** Body of spot/instance-action; undefined: no notice (404). Read on every request, so a test may change it. */
+  instanceAction?: string;
+  /** Body of events/recommendations/rebalance; undefined: no recommendation (404). */
+  rebalance?: string;
 }
 
 /** Instance values shaped like the examples in the EC2 user guide's instance metadata categories page. */
@@ -108,6 +112,10 @@ export function awsImds(instance: AwsInstance, overrides: Record<string, Scripte
       "/latest/meta-data/instance-life-cycle": instance.lifeCycle,
       [`/latest/meta-data/network/interfaces/macs/${instance.mac}/vpc-id`]: instance.vpcId,
     };
+    // Spot notices: https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/spot-instance-termination-notices.html
+    // and https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/rebalance-recommendations.html (404 until issued).
+    if (instance.instanceAction !== undefined) values["/latest/meta-data/spot/instance-action"] = instance.instanceAction;
+    if (instance.rebalance !== undefined) values["/latest/meta-data/events/recommendations/rebalance"] = instance.rebalance;
     const v = values[req.path];
     return v === undefined ? { status: 404, body: notFoundHtml } : { body: v };
   };
@@ -126,6 +134,8 @@ export interface GcpInstance {
   preemptible: "TRUE" | "FALSE";
   /** undefined: the key is absent (404). */
   provisioningModel?: string;
+  /** instance/preempted; read on every request, so a test may change it. undefined: absent (404). */
+  preempted?: "TRUE" | "FALSE";
 }
 
 /** Values in the shapes of the predefined metadata keys page (projects/<number>/zones/<zone>, …). */
@@ -160,6 +170,7 @@ export function gcpMetadata(instance: GcpInstance, overrides: Record<string, Scr
       [`${base}network-interfaces/0/network`]: `projects/${instance.projectNumber}/networks/${instance.network}`,
       [`${base}scheduling/preemptible`]: instance.preemptible,
       [`${base}scheduling/provisioning-model`]: instance.provisioningModel,
+      [`${base}preempted`]: instance.preempted,
     };
     const v = req.method === "GET" ? values[req.path] : undefined;
     return v === undefined ? { status: 404, headers: flavor, body: "Not Found" } : { headers: { ...flavor, "Content-Type": "application/text" }, body: v };
@@ -218,7 +229,12 @@ export function azureInstanceDocument(compute: { location: string; zone: string;
  * Azure IMDS: requests need `Metadata: true` (else 400) and an api-version;
  * https://learn.microsoft.com/en-us/azure/virtual-machines/instance-metadata-service
  */
-export function azureImds(document: object, overrides: Record<string, ScriptedAnswer> = {}): ImdsScript {
+export function azureImds(
+  document: object,
+  overrides: Record<string, ScriptedAnswer> = {},
+  /** The Scheduled Events document (api-version 2020-07-01), asked on every request; default: no events. */
+  scheduledEvents: () => object = () => ({ DocumentIncarnation: 0, Events: [] }),
+): ImdsScript {
   return (req) => {
     const override = overrides[`${req.method} ${req.path}`];
     if (override) return override;
@@ -227,6 +243,10 @@ export function azureImds(document: object, overrides: Record<string, ScriptedAn
       return { status: 400, headers: json, body: JSON.stringify({ error: "Bad request. Required metadata header not specified" }) };
     }
     if (req.method === "GET" && req.path === "/metadata/instance?api-version=2021-02-01") return { headers: json, body: JSON.stringify(document) };
+    // https://learn.microsoft.com/en-us/azure/virtual-machines/linux/scheduled-events
+    if (req.method === "GET" && req.path === "/metadata/scheduledevents?api-version=2020-07-01") {
+      return { headers: json, body: JSON.stringify(scheduledEvents()) };
+    }
     return { status: 404, headers: json, body: JSON.stringify({ error: "Not found" }) };
   };
 }
