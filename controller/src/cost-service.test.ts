@@ -4,45 +4,24 @@ import { type Database, createTeam, insertJob, insertTasks, openDatabase, record
 import { newJobInput } from "@gpuorch/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type PriceQuery, getCostsResponse, STALE_AFTER_MS, listPrices, parseGrouping, toSnakeJson } from "./cost-service.js";
+import { offer } from "./cost-fixtures.test-util.js";
 
+const offerAws = (o: Parameters<typeof offer>[0]): CatalogOffer => offer({ source: "aws-price-list", ...o });
 const NOW = new Date("2030-01-02T00:00:00.000Z");
 
-function offer(o: Partial<CatalogOffer> & { od: string; spot?: string | null }): CatalogOffer {
-  const { od, spot, ...rest } = o;
-  const spotMicros = spot === undefined || spot === null ? null : parseUsdMicros(spot);
-  return {
-    provider: "aws",
-    region: "us-east-1",
-    zone: "",
-    instanceType: "g4dn.xlarge",
-    gpuType: "T4",
-    gpuCount: 1,
-    gpuMemoryGb: 16,
-    vcpus: 4,
-    memoryGb: 16,
-    onDemandMicrosPerHour: parseUsdMicros(od),
-    spotMicrosPerHour: spotMicros,
-    spotInterruptionsPerHour: spotMicros === null ? null : 0.002,
-    spotAvailability: spotMicros === null ? null : 0.9,
-    interconnect: null,
-    priceDate: "2026-01-10",
-    source: "aws-price-list",
-    ...rest,
-  };
-}
 
 const AWS = [
-  offer({ instanceType: "p4d.24xlarge", gpuType: "A100", gpuCount: 8, gpuMemoryGb: 40, od: "32.7726", spot: "12", interconnect: "efa" }),
-  offer({ od: "0.526", spot: "0.2" }),
-  offer({ region: "us-west-2", od: "0.526", priceDate: "2026-01-12" }),
+  offerAws({ instanceType: "p4d.24xlarge", gpuType: "A100", gpuCount: 8, gpuMemoryGb: 40, od: "32.7726", spot: "12", interconnect: "efa" }),
+  offerAws({ od: "0.526", spot: "0.2" }),
+  offerAws({ region: "us-west-2", od: "0.526", priceDate: "2026-01-12" }),
   // $98.320001 / 8 = 12.290000125 per GPU-hour: rounded up to 12.290001.
-  offer({ instanceType: "p5.48xlarge", gpuType: "H100", gpuCount: 8, gpuMemoryGb: 80, od: "98.320001", spot: "40", interconnect: "efa" }),
+  offerAws({ instanceType: "p5.48xlarge", gpuType: "H100", gpuCount: 8, gpuMemoryGb: 80, od: "98.320001", spot: "40", interconnect: "efa" }),
 ];
 const GCP = [
-  offer({ provider: "gcp", region: "us-central1", instanceType: "a2-highgpu-1g", gpuType: "A100", gpuMemoryGb: 40, od: "3.673", spot: "1.1", priceDate: "2025-12-01", source: "shipped:gcp.csv" }),
+  offerAws({ provider: "gcp", region: "us-central1", instanceType: "a2-highgpu-1g", gpuType: "A100", gpuMemoryGb: 40, od: "3.673", spot: "1.1", priceDate: "2025-12-01", source: "shipped:gcp.csv" }),
   // Half an L4: $0.35 for the half is $0.70 per GPU-hour.
-  offer({ provider: "gcp", region: "us-central1", instanceType: "g2-half", gpuType: "L4", gpuCount: 0.5, gpuMemoryGb: 24, od: "0.35", priceDate: "2025-12-01", source: "shipped:gcp.csv" }),
-  offer({ provider: "gcp", region: "us-central1", instanceType: "a2-ultragpu-1g", gpuType: "A100-80GB", gpuMemoryGb: 80, od: "5.0688", priceDate: "2025-12-01", source: "shipped:gcp.csv" }),
+  offerAws({ provider: "gcp", region: "us-central1", instanceType: "g2-half", gpuType: "L4", gpuCount: 0.5, gpuMemoryGb: 24, od: "0.35", priceDate: "2025-12-01", source: "shipped:gcp.csv" }),
+  offerAws({ provider: "gcp", region: "us-central1", instanceType: "a2-ultragpu-1g", gpuType: "A100-80GB", gpuMemoryGb: 80, od: "5.0688", priceDate: "2025-12-01", source: "shipped:gcp.csv" }),
 ];
 const OFFERS = [...GCP, ...AWS];
 
@@ -151,7 +130,7 @@ describe("cost service (PGlite)", () => {
       const two = await listPrices(db, OFFERS, q({ limit: 2 }), NOW);
       expect(two.rows.map(keyOf)).toEqual(["aws/us-east-1/g4dn.xlarge", "aws/us-west-2/g4dn.xlarge"]);
       expect(two.totalRows).toBe(7);
-      const many = Array.from({ length: 60 }, (_, i) => offer({ instanceType: `t${String(i).padStart(2, "0")}`, od: "1" }));
+      const many = Array.from({ length: 60 }, (_, i) => offerAws({ instanceType: `t${String(i).padStart(2, "0")}`, od: "1" }));
       const def = await listPrices(db, many, q(), NOW);
       expect(def.rows).toHaveLength(50);
       expect(def.totalRows).toBe(60);

@@ -105,21 +105,7 @@ export class JobsApi {
   }
 
   async submit(principal: Principal, input: SubmitInput): Promise<{ job: Job; deduplicated: boolean }> {
-    const parsed = parseJobSpec(input.specYaml);
-    if (!parsed.ok) {
-      const first = parsed.issues[0];
-      const summary = first ? `${first.path || "spec"}: ${first.message}` : "invalid spec";
-      throw new AppError("INVALID_ARGUMENT", `invalid job spec: ${summary}${parsed.issues.length > 1 ? ` (+${parsed.issues.length - 1} more)` : ""}`, {
-        reason: "invalid_spec",
-        fields: parsed.issues.map((i) => ({
-          field: i.path,
-          message: i.message,
-          ...(i.line !== null ? { line: i.line } : {}),
-          ...(i.column !== null ? { column: i.column } : {}),
-        })),
-      });
-    }
-    const spec = parsed.spec;
+    const spec = parseSpecOrThrow(input.specYaml);
     const name = input.name ? input.name : spec.job.name;
     if (input.name && (!NAME_RE.test(input.name) || input.name.length > 63)) {
       throw AppError.invalid(`name '${input.name}' must be a DNS label (lowercase letters, digits, '-', ≤ 63 chars)`, [
@@ -237,6 +223,23 @@ export class JobsApi {
       if (events.length === 0) await this.deps.notifier.wait(id, poll, signal);
     }
   }
+}
+
+/** The spec, or INVALID_ARGUMENT `invalid_spec` with every issue as a field (path, line, column): submit and plan alike. */
+export function parseSpecOrThrow(specYaml: string): JobSpec {
+  const parsed = parseJobSpec(specYaml);
+  if (parsed.ok) return parsed.spec;
+  const first = parsed.issues[0];
+  const summary = first ? `${first.path || "spec"}: ${first.message}` : "invalid spec";
+  throw new AppError("INVALID_ARGUMENT", `invalid job spec: ${summary}${parsed.issues.length > 1 ? ` (+${parsed.issues.length - 1} more)` : ""}`, {
+    reason: "invalid_spec",
+    fields: parsed.issues.map((i) => ({
+      field: i.path,
+      message: i.message,
+      ...(i.line !== null ? { line: i.line } : {}),
+      ...(i.column !== null ? { column: i.column } : {}),
+    })),
+  });
 }
 
 function actorOf(p: Principal): string {

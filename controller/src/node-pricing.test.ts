@@ -1,30 +1,11 @@
-import { type CatalogOffer, parseUsdMicros } from "@gpuorch/core";
+import type { CatalogOffer } from "@gpuorch/core";
 import { describe, expect, it } from "vitest";
+import { offer as baseOffer } from "./cost-fixtures.test-util.js";
 import { NodePricer, type PricedNode } from "./node-pricing.js";
 
-function offer(o: Partial<CatalogOffer> & { od: string; spot?: string | null }): CatalogOffer {
-  const { od, spot, ...rest } = o;
-  const spotMicros = spot === undefined || spot === null ? null : parseUsdMicros(spot);
-  return {
-    provider: "aws",
-    region: "us-east-1",
-    zone: "",
-    instanceType: "p4d.24xlarge",
-    gpuType: "A100",
-    gpuCount: 8,
-    gpuMemoryGb: 40,
-    vcpus: 96,
-    memoryGb: 1152,
-    onDemandMicrosPerHour: parseUsdMicros(od),
-    spotMicrosPerHour: spotMicros,
-    spotInterruptionsPerHour: spotMicros === null ? null : 0.001,
-    spotAvailability: spotMicros === null ? null : 0.9,
-    interconnect: "efa",
-    priceDate: "2026-03-01",
-    source: "seed:aws.csv",
-    ...rest,
-  };
-}
+/** A p4d.24xlarge (8× A100 40 GB, EFA) row priced as given. */
+const offer = (o: Parameters<typeof baseOffer>[0]): CatalogOffer =>
+  baseOffer({ instanceType: "p4d.24xlarge", gpuType: "A100", gpuCount: 8, gpuMemoryGb: 40, vcpus: 96, memoryGb: 1152, interconnect: "efa", priceDate: "2026-03-01", source: "seed:aws.csv", ...o });
 
 const node = (n: Partial<PricedNode> = {}): PricedNode => ({
   provider: "aws",

@@ -1,11 +1,12 @@
 import { randomUUID } from "node:crypto";
-import { AppError, type CatalogOffer, parseUsdMicros, type Principal } from "@gpuorch/core";
+import { AppError, type CatalogOffer, type Principal } from "@gpuorch/core";
 import { type Database, createTeam, insertJob, insertTasks, openDatabase, recordPricingFailure, seedCatalogIfEmpty, upsertNodeRegistration } from "@gpuorch/db";
 import { createLogger } from "@gpuorch/runtime";
 import { type JobSpec, parseJobSpec } from "@gpuorch/spec";
 import { newJobInput } from "@gpuorch/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Planner, type PlannerDeps } from "./planner.js";
+import { offer } from "./cost-fixtures.test-util.js";
 
 const logger = createLogger({ name: "test", level: "silent" });
 const principal: Principal = { tokenId: "t1", teamId: randomUUID(), teamName: "ml", kind: "user", admin: false };
@@ -15,28 +16,6 @@ function manualClock(start = new Date("2030-01-01T00:00:00.000Z")) {
   return { now: () => new Date(t), advance: (ms: number) => void (t += ms) };
 }
 
-function offer(o: Partial<CatalogOffer> & { od: string }): CatalogOffer {
-  const { od, ...rest } = o;
-  return {
-    provider: "aws",
-    region: "us-east-1",
-    zone: "",
-    instanceType: "g4dn.xlarge",
-    gpuType: "T4",
-    gpuCount: 1,
-    gpuMemoryGb: 16,
-    vcpus: 4,
-    memoryGb: 16,
-    onDemandMicrosPerHour: parseUsdMicros(od),
-    spotMicrosPerHour: null,
-    spotInterruptionsPerHour: null,
-    spotAvailability: null,
-    interconnect: null,
-    priceDate: "2026-01-10",
-    source: "seed:test.csv",
-    ...rest,
-  };
-}
 
 /** A small catalog: one row per GPU type, on-demand only (spec specs leave allow_spot off). */
 const CATALOG: CatalogOffer[] = [

@@ -14,7 +14,8 @@ import { type Database, listPricingStatus, loadCatalogOffers, loadPlacementNodes
 import type { EgressTier } from "@gpuorch/core";
 import type { PlanJobResponse, PlanOption, PlanPart } from "@gpuorch/proto";
 import { type Logger } from "@gpuorch/runtime";
-import { type JobSpec, catalogGpuModel, formatSpecIssues, parseJobSpec } from "@gpuorch/spec";
+import { type JobSpec, catalogGpuModel } from "@gpuorch/spec";
+import { parseSpecOrThrow } from "./jobs-api.js";
 import { NodePricer } from "./node-pricing.js";
 
 // A JobSpec must stay assignable to the optimizer's spec (core cannot import spec); this fails to compile if they drift.
@@ -73,7 +74,7 @@ export class Planner {
 
   /** `gpuorch plan`: the plan table for a spec, feasible or not. */
   async plan(_principal: Principal, specYaml: string, limit: number): Promise<PlanJobResponse> {
-    const spec = parseOrThrow(specYaml);
+    const spec = parseSpecOrThrow(specYaml);
     const result = await this.run(spec, "free", limit > 0 ? limit : 20);
     const status = await listPricingStatus(this.deps.db).catch(() => []);
     const stale = status.filter((s) => s.lastError).map((s) => `${s.provider} prices: last refresh failed (${s.lastError})`);
@@ -146,21 +147,6 @@ export class Planner {
     this.capacity = { at: now, free, all };
     return this.capacity;
   }
-}
-
-function parseOrThrow(specYaml: string): JobSpec {
-  const parsed = parseJobSpec(specYaml);
-  if (parsed.ok) return parsed.spec;
-  const first = parsed.issues[0];
-  throw new AppError("INVALID_ARGUMENT", `invalid job spec: ${first ? `${first.path || "spec"}: ${first.message}` : formatSpecIssues(parsed.issues, "spec")}`, {
-    reason: "invalid_spec",
-    fields: parsed.issues.map((i) => ({
-      field: i.path,
-      message: i.message,
-      ...(i.line !== null ? { line: i.line } : {}),
-      ...(i.column !== null ? { column: i.column } : {}),
-    })),
-  });
 }
 
 const usd = (m: bigint): string => formatUsdMicros(m);

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AlertDispatcher, alertChannelsConfigSchema, createAlertDispatcher } from "./alerts/index.js";
 import { createDbAlertStore } from "./cost-service.js";
 import { UtilizationWatch } from "./utilization.js";
+import { offer } from "./cost-fixtures.test-util.js";
 
 const logger = createLogger({ name: "test", level: "silent" });
 const ids = { newId: () => randomUUID() };
@@ -17,28 +18,6 @@ function manualClock(start = new Date("2030-01-01T00:00:00.000Z")) {
   return { now: () => new Date(t), set: (ms: number) => void (t = start.getTime() + ms) };
 }
 
-function offer(o: Partial<CatalogOffer> & { od: string }): CatalogOffer {
-  const { od, ...rest } = o;
-  return {
-    provider: "aws",
-    region: "us-east-1",
-    zone: "",
-    instanceType: "g4dn.xlarge",
-    gpuType: "T4",
-    gpuCount: 1,
-    gpuMemoryGb: 16,
-    vcpus: 4,
-    memoryGb: 16,
-    onDemandMicrosPerHour: parseUsdMicros(od),
-    spotMicrosPerHour: null,
-    spotInterruptionsPerHour: null,
-    spotAvailability: null,
-    interconnect: null,
-    priceDate: "2026-01-10",
-    source: "seed:test.csv",
-    ...rest,
-  };
-}
 
 const CATALOG: CatalogOffer[] = [
   offer({ od: "0.526" }),

@@ -115,20 +115,24 @@ export async function listPendingDeliveries(db: Db, opts: { limit: number }): Pr
     deliveryId: x.delivery_id,
     channel: x.channel,
     attempts: Number(x.attempts),
-    alert: {
-      id: x.id,
-      kind: x.kind,
-      severity: x.severity,
-      team: x.team,
-      ...(x.project !== null ? { project: x.project } : {}),
-      ...(x.job_id !== null ? { jobId: x.job_id } : {}),
-      ...(x.node_id !== null ? { nodeId: x.node_id } : {}),
-      message: x.message,
-      details: typeof x.details === "string" ? (JSON.parse(x.details) as Record<string, unknown>) : x.details,
-      createdAt: new Date(x.created_at).toISOString(),
-      ...(x.dedupe_key !== null ? { dedupeKey: x.dedupe_key } : {}),
-    },
+    alert: toStoredAlert(x),
   }));
+}
+
+function toStoredAlert(x: PendingRow): StoredAlert {
+  return {
+    id: x.id,
+    kind: x.kind,
+    severity: x.severity,
+    team: x.team,
+    ...(x.project !== null ? { project: x.project } : {}),
+    ...(x.job_id !== null ? { jobId: x.job_id } : {}),
+    ...(x.node_id !== null ? { nodeId: x.node_id } : {}),
+    message: x.message,
+    details: typeof x.details === "string" ? (JSON.parse(x.details) as Record<string, unknown>) : x.details,
+    createdAt: new Date(x.created_at).toISOString(),
+    ...(x.dedupe_key !== null ? { dedupeKey: x.dedupe_key } : {}),
+  };
 }
 
 /** Dedupe keys already stored among `keys` (what was alerted before a restart). */
@@ -160,17 +164,7 @@ export async function listAlerts(db: Db, opts: { limit: number; team?: string | 
         LIMIT ${opts.limit}`,
   );
   return r.map((x) => ({
-    id: x.id,
-    kind: x.kind,
-    severity: x.severity,
-    team: x.team,
-    ...(x.project !== null ? { project: x.project } : {}),
-    ...(x.job_id !== null ? { jobId: x.job_id } : {}),
-    ...(x.node_id !== null ? { nodeId: x.node_id } : {}),
-    message: x.message,
-    details: typeof x.details === "string" ? (JSON.parse(x.details) as Record<string, unknown>) : x.details,
-    createdAt: new Date(x.created_at).toISOString(),
-    ...(x.dedupe_key !== null ? { dedupeKey: x.dedupe_key } : {}),
+    ...toStoredAlert(x),
     deliveries: typeof x.deliveries === "string" ? (JSON.parse(x.deliveries) as AlertListItem["deliveries"]) : x.deliveries,
   }));
 }
