@@ -322,7 +322,7 @@ export async function startController(
         authenticate,
         logger: logger.child({ component: "grpc" }),
         onCall: metrics.observeGrpc,
-        recommendations: async () => utilization.recommendations(),
+        recommendations: async (team) => utilization.recommendations(team),
       }) as unknown as grpc.UntypedServiceImplementation,
     );
     const health = new HealthImplementation({ "": "SERVING", "gpuorch.v1.JobService": "SERVING", "gpuorch.v1.AgentService": "SERVING" });
@@ -422,7 +422,7 @@ export async function startController(
         costs: async (principal, by, since) => toSnakeJson(await getCostsResponse(db, principal, by, since, deps.clock.now())),
         prices: async (_principal, q) => toSnakeJson(await listPrices(db, planner.offers, q, deps.clock.now())),
         plan: async (principal, specYaml, limit) => toSnakeJson(await planner.plan(principal, specYaml, limit)),
-        recommendations: async () => toSnakeJson(utilization.recommendations()),
+        recommendations: async (principal) => toSnakeJson(utilization.recommendations(principal.admin ? null : (principal.teamName ?? ""))),
       },
       ready: async () => {
         // A probe every few seconds must not scan the jobs table.

@@ -153,7 +153,8 @@ export interface CostServiceDeps {
   authenticate: Authenticate;
   logger: Logger;
   onCall?: (method: string, code: string, seconds: number) => void;
-  recommendations: () => Promise<{ thresholdPercent: number; windowSeconds: number; items: import("@gpuorch/proto").Recommendation[] }>;
+  /** Underutilization advice, scoped to `team` (null: all teams, for admins). */
+  recommendations: (team: string | null) => Promise<{ thresholdPercent: number; windowSeconds: number; items: import("@gpuorch/proto").Recommendation[] }>;
 }
 
 export function createCostServiceImpl(deps: CostServiceDeps): CostServiceServer {
@@ -169,8 +170,8 @@ export function createCostServiceImpl(deps: CostServiceDeps): CostServiceServer 
       listPrices(deps.db, deps.planner.offers, { gpuTypes: req.gpuTypes, providers: req.providers, regions: req.regions, spot: req.spot, limit: req.limit }, deps.clock.now()),
     ),
     getCosts: unaryHandler(opts("GetCosts"), (req, ctx) => getCostsResponse(deps.db, ctx.principal, req.by, req.since ?? null, deps.clock.now())),
-    listRecommendations: unaryHandler(opts("ListRecommendations"), async () => {
-      const r = await deps.recommendations();
+    listRecommendations: unaryHandler(opts("ListRecommendations"), async (_req, ctx) => {
+      const r = await deps.recommendations(ctx.principal.admin ? null : (ctx.principal.teamName ?? ""));
       return { recommendations: r.items, thresholdPercent: r.thresholdPercent, windowSeconds: r.windowSeconds };
     }),
   };

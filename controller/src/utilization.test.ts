@@ -146,7 +146,7 @@ describe("UtilizationWatch (PGlite)", () => {
     }
     await dispatcher.drain();
     expect(await underutilized()).toEqual([]);
-    expect(w.recommendations()).toEqual({ thresholdPercent: 30, windowSeconds: 600, items: [] });
+    expect(w.recommendations(null)).toEqual({ thresholdPercent: 30, windowSeconds: 600, items: [] });
 
     // 9 minutes: covered. A, C and D are low on every GPU; B's mean is 35 %; E has one busy GPU.
     const [m9, r9] = ROUNDS[3]!;
@@ -175,7 +175,10 @@ describe("UtilizationWatch (PGlite)", () => {
     alerts = await underutilized();
     expect(alerts).toHaveLength(3);
 
-    const rec = w.recommendations();
+    const rec = w.recommendations(null);
+    // Scoped to a team: the same advice for the owning team, none for another.
+    expect(w.recommendations("vision-team")).toEqual(rec);
+    expect(w.recommendations("other-team").items).toEqual([]);
     expect(rec.thresholdPercent).toBe(30);
     expect(rec.windowSeconds).toBe(600);
     const byJob = new Map(rec.items.map((i) => [i.jobId, i]));
@@ -252,6 +255,6 @@ describe("UtilizationWatch (PGlite)", () => {
     await db.execute(`UPDATE tasks SET state = 'succeeded', ended_at = now() WHERE job_id = '${job.A}'`);
     await w.sample();
     expect(flaggedJobs(w)).toEqual(["C", "D"]);
-    expect(w.recommendations().items.map((i) => i.jobId)).not.toContain(job.A);
+    expect(w.recommendations(null).items.map((i) => i.jobId)).not.toContain(job.A);
   });
 });

@@ -81,9 +81,10 @@ export class UtilizationWatch {
       .map((g) => ({ reading: g.reading, gpus: g.gpus, mean: g.utils.reduce((a, b) => a + b, 0) / g.utils.length, maxMemMib: g.maxMemMib }));
   }
 
-  recommendations(): { thresholdPercent: number; windowSeconds: number; items: Recommendation[] } {
+  /** Advice for one team's jobs (`team` null: every team, for admins). */
+  recommendations(team: string | null): { thresholdPercent: number; windowSeconds: number; items: Recommendation[] } {
     const offers = this.deps.offers();
-    const items = this.flagged().map((f): Recommendation => {
+    const items = this.flagged().filter((f) => team === null || f.reading.team === team).map((f): Recommendation => {
       const r = f.reading;
       const current = catalogGpuModel(r.gpuName, r.memoryTotalMib);
       // What the job needs per GPU: its spec's gpu_memory, else the most it used plus 20 % headroom.
