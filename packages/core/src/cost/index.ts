@@ -32,3 +32,11 @@ export {
   type TierSelection,
   type SourceEgress,
 } from "./egress.js";
+export {
+  DEFAULT_MIGRATION_HYSTERESIS,
+  decideMigration,
+  type MigrationTarget,
+  type MigrationAlternative,
+  type MigrationInput,
+  type MigrationDecision,
+} from "./migration.js";
