@@ -5,7 +5,7 @@
  * move. Pure: no I/O, no clock.
  */
 import { fnv1a32 } from "./hash.js";
-import type { ExecutionMode, Framework, JobStatus } from "./job-status.js";
+import type { ArtifactType, ExecutionMode, Framework, JobStatus } from "./job-status.js";
 
 /**
  * - `assigned`: placed, GPUs held, launch sent or about to be.
@@ -156,6 +156,72 @@ export interface TaskLaunchCommand {
   unit: number;
   /** Processes on this node when no GPU is allocated. */
   cpuProcesses: number;
+  /** Where checkpoints go; null: the job has no checkpoint URI. */
+  checkpoint: TaskCheckpointPolicy | null;
+  /** The checkpoint this attempt starts from; null: fresh. */
+  resume: TaskResumeFrom | null;
+  /** An object-store dataset the agent fetches (GPUORCH_DATASET_DIR); "" when none. */
+  datasetUri: string;
+}
+
+export const CHECKPOINT_TRIGGERS = ["signal", "file"] as const;
+export type CheckpointTrigger = (typeof CHECKPOINT_TRIGGERS)[number];
+
+export interface TaskCheckpointPolicy {
+  /** The spec's checkpoint.uri (base; objects under `<uri>/<job>/attempt-<n>/step-<s>/`). */
+  uri: string;
+  keep: number;
+  intervalSteps: number | null;
+  intervalSeconds: number | null;
+  /** How the agent asks for a checkpoint now: SIGUSR1 (+ trigger file) or the trigger file only. */
+  trigger: CheckpointTrigger;
+}
+
+export interface TaskResumeFrom {
+  /** The checkpoint manifest's URI. */
+  uri: string;
+  sha256: string;
+  step: number;
+  attempt: number;
+}
+
+/** controller → agent: take a checkpoint now. */
+export interface TaskCheckpointNowCommand {
+  commandId: string;
+  taskId: string;
+  jobId: string;
+  attempt: number;
+  reason: string;
+}
+
+/** agent → controller: an object uploaded and verified. */
+export interface AgentArtifactReport {
+  /** Stable across resends: the row id. */
+  artifactId: string;
+  taskId: string;
+  jobId: string;
+  attempt: number;
+  nodeRank: number;
+  type: ArtifactType;
+  uri: string;
+  step: number | null;
+  bytes: number;
+  sha256: string;
+  emergency: boolean;
+}
+
+export const INTERRUPTION_STAGES = ["notice", "checkpointed", "checkpoint_failed"] as const;
+export type InterruptionStage = (typeof INTERRUPTION_STAGES)[number];
+
+/** agent → controller: the node's interruption notice, and the emergency checkpoint's outcome. */
+export interface AgentInterruptionReport {
+  provider: string;
+  kind: string;
+  at: Date | null;
+  detail: string;
+  stage: InterruptionStage;
+  message: string;
+  tasks: { taskId: string; jobId: string; attempt: number }[];
 }
 
 /** controller → agent: stop a task (SIGTERM, grace, SIGKILL to its group). */

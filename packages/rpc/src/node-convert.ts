@@ -13,6 +13,8 @@ export function nodeStateToProto(s: NodeState): pb.NodeState {
       return pb.NodeState.NODE_STATE_LOST;
     case "draining":
       return pb.NodeState.NODE_STATE_DRAINING;
+    case "preempting":
+      return pb.NodeState.NODE_STATE_PREEMPTING;
   }
 }
 
@@ -26,6 +28,8 @@ export function nodeStateFromProto(s: pb.NodeState, field = "state"): NodeState 
       return "lost";
     case pb.NodeState.NODE_STATE_DRAINING:
       return "draining";
+    case pb.NodeState.NODE_STATE_PREEMPTING:
+      return "preempting";
     case pb.NodeState.NODE_STATE_UNSPECIFIED:
     case pb.NodeState.UNRECOGNIZED:
     default: {

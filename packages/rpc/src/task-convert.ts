@@ -1,6 +1,12 @@
 import {
   AppError,
+  type AgentArtifactReport,
+  type AgentInterruptionReport,
   type AgentTaskReport,
+  CHECKPOINT_TRIGGERS,
+  type CheckpointTrigger,
+  type InterruptionStage,
+  type TaskCheckpointNowCommand,
   type AgentTaskState,
   type TaskLaunchCommand,
   type TaskLogChunk,
@@ -8,7 +14,7 @@ import {
   type TaskStopCommand,
 } from "@gpuorch/core";
 import * as pb from "@gpuorch/proto";
-import { frameworkFromProto, frameworkToProto } from "./convert.js";
+import { artifactTypeFromProto, artifactTypeToProto, frameworkFromProto, frameworkToProto } from "./convert.js";
 
 /** The agent-stream messages between proto and the domain types of @gpuorch/core. */
 
@@ -81,6 +87,17 @@ export function launchToProto(c: TaskLaunchCommand): pb.LaunchTask {
     hosts: c.hosts.map((h) => ({ ...h })),
     unit: c.unit,
     cpuProcesses: c.cpuProcesses,
+    checkpoint: c.checkpoint
+      ? {
+          uri: c.checkpoint.uri,
+          keep: c.checkpoint.keep,
+          intervalSteps: String(c.checkpoint.intervalSteps ?? 0),
+          intervalSeconds: c.checkpoint.intervalSeconds ?? 0,
+          trigger: c.checkpoint.trigger,
+        }
+      : undefined,
+    resume: c.resume ? { uri: c.resume.uri, sha256: c.resume.sha256, step: String(c.resume.step), attempt: c.resume.attempt } : undefined,
+    datasetUri: c.datasetUri,
   };
 }
 
@@ -115,6 +132,101 @@ export function launchFromProto(p: pb.LaunchTask): TaskLaunchCommand {
     hosts: p.hosts.map((h) => ({ host: h.host, slots: h.slots, port: h.port })),
     unit: p.unit,
     cpuProcesses: p.cpuProcesses,
+    checkpoint: p.checkpoint ? checkpointPolicyFromProto(p.checkpoint) : null,
+    resume: p.resume ? resumeFromProto(p.resume) : null,
+    datasetUri: p.datasetUri,
+  };
+}
+
+function checkpointPolicyFromProto(c: pb.CheckpointPolicy): NonNullable<TaskLaunchCommand["checkpoint"]> {
+  const bad = (f: string, m: string): AppError => AppError.invalid(`launch.checkpoint.${f}: ${m}`, [{ field: `launch.checkpoint.${f}`, message: m }]);
+  if (!c.uri) throw bad("uri", "required");
+  if (!(c.keep >= 1)) throw bad("keep", "must be >= 1");
+  const trigger = (c.trigger || "signal") as CheckpointTrigger;
+  if (!CHECKPOINT_TRIGGERS.includes(trigger)) throw bad("trigger", `must be one of ${CHECKPOINT_TRIGGERS.join(", ")}`);
+  const steps = Number(c.intervalSteps);
+  return { uri: c.uri, keep: c.keep, intervalSteps: steps > 0 ? steps : null, intervalSeconds: c.intervalSeconds > 0 ? c.intervalSeconds : null, trigger };
+}
+
+function resumeFromProto(r: pb.ResumeFrom): NonNullable<TaskLaunchCommand["resume"]> {
+  const step = Number(r.step);
+  if (!r.uri || !/^[0-9a-f]{64}$/.test(r.sha256) || !Number.isSafeInteger(step) || step < 0) {
+    throw AppError.invalid("launch.resume: uri, a hex sha256 and a step >= 0 are required", [{ field: "launch.resume", message: "incomplete" }]);
+  }
+  return { uri: r.uri, sha256: r.sha256, step, attempt: r.attempt };
+}
+
+export function checkpointNowToProto(c: TaskCheckpointNowCommand): pb.CheckpointNow {
+  return { ...c };
+}
+
+export function checkpointNowFromProto(p: pb.CheckpointNow): TaskCheckpointNowCommand {
+  if (!p.commandId || !p.taskId) throw AppError.invalid("checkpoint_now: command_id and task_id are required", [{ field: "checkpoint_now.task_id", message: "required" }]);
+  return { commandId: p.commandId, taskId: p.taskId, jobId: p.jobId, attempt: p.attempt, reason: p.reason };
+}
+
+export function artifactReportToProto(a: AgentArtifactReport): pb.ArtifactReport {
+  return {
+    artifactId: a.artifactId,
+    taskId: a.taskId,
+    jobId: a.jobId,
+    attempt: a.attempt,
+    nodeRank: a.nodeRank,
+    type: artifactTypeToProto(a.type),
+    uri: a.uri,
+    ...(a.step !== null ? { step: String(a.step) } : {}),
+    bytes: String(a.bytes),
+    sha256: a.sha256,
+    emergency: a.emergency,
+  };
+}
+
+/** Validates an agent's artifact report; errors name the field. */
+export function artifactReportFromProto(p: pb.ArtifactReport): AgentArtifactReport {
+  const bad = (f: string, m: string): AppError => AppError.invalid(`artifact.${f}: ${m}`, [{ field: `artifact.${f}`, message: m }]);
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(p.artifactId)) throw bad("artifact_id", "must be a UUID");
+  if (!p.jobId) throw bad("job_id", "required");
+  if (!(p.attempt >= 1)) throw bad("attempt", "must be >= 1");
+  if (!p.uri) throw bad("uri", "required");
+  if (!/^[0-9a-f]{64}$/.test(p.sha256)) throw bad("sha256", "must be 64 lowercase hex digits");
+  const bytes = Number(p.bytes);
+  if (!Number.isSafeInteger(bytes) || bytes < 0) throw bad("bytes", "must be >= 0");
+  const step = p.step === undefined ? null : Number(p.step);
+  if (step !== null && (!Number.isSafeInteger(step) || step < 0)) throw bad("step", "must be >= 0");
+  const type = artifactTypeFromProto(p.type, "artifact.type");
+  if (type === "checkpoint" && step === null) throw bad("step", "required for a checkpoint");
+  return { artifactId: p.artifactId.toLowerCase(), taskId: p.taskId, jobId: p.jobId, attempt: p.attempt, nodeRank: p.nodeRank, type, uri: p.uri, step, bytes, sha256: p.sha256, emergency: p.emergency };
+}
+
+const STAGE_TO_PROTO: Record<InterruptionStage, pb.InterruptionStage> = {
+  notice: pb.InterruptionStage.INTERRUPTION_STAGE_NOTICE,
+  checkpointed: pb.InterruptionStage.INTERRUPTION_STAGE_CHECKPOINTED,
+  checkpoint_failed: pb.InterruptionStage.INTERRUPTION_STAGE_CHECKPOINT_FAILED,
+};
+
+export function interruptionToProto(r: AgentInterruptionReport): pb.InterruptionReport {
+  return {
+    provider: r.provider,
+    kind: r.kind,
+    at: r.at ?? undefined,
+    detail: r.detail,
+    stage: STAGE_TO_PROTO[r.stage],
+    message: r.message,
+    tasks: r.tasks.map((t) => ({ ...t })),
+  };
+}
+
+export function interruptionFromProto(p: pb.InterruptionReport): AgentInterruptionReport {
+  const stage = (Object.entries(STAGE_TO_PROTO).find(([, v]) => v === p.stage)?.[0] ?? null) as InterruptionStage | null;
+  if (stage === null) throw AppError.invalid(`interruption.stage: unknown stage ${p.stage}`, [{ field: "interruption.stage", message: "unknown" }]);
+  return {
+    provider: p.provider,
+    kind: p.kind,
+    at: p.at ?? null,
+    detail: p.detail,
+    stage,
+    message: p.message,
+    tasks: p.tasks.map((t) => ({ taskId: t.taskId, jobId: t.jobId, attempt: t.attempt })),
   };
 }
 

@@ -29,7 +29,7 @@ describe("defaults", () => {
       job: { name: "t", type: "training", framework: "command" },
       entrypoint: { command: ["run"], command_shell: true, args: [], env: {} },
       resources: { gpus: 1, requires_multi_node: false, gpu_type: [] },
-      data: { locality: "prefer", replication_policy: "none" },
+      data: { locality: "prefer", replication_policy: "none", fetch: false },
       constraints: {
         allow_spot: false,
         min_reliability: 0,
@@ -41,7 +41,7 @@ describe("defaults", () => {
         priority: 500,
       },
       execution: { mode: "single_cluster", mode_derived: true, tasks: 1 },
-      checkpoint: { keep: 3 },
+      checkpoint: { keep: 3, trigger: "signal" },
       retry: { max_attempts: 3 },
     } satisfies JobSpec);
   });

@@ -10,6 +10,7 @@ import { closestMatches, didYouMean, joinOr } from "./did-you-mean.js";
 import { canonicalGpuType, GPU_TYPES, suggestGpuTypes } from "./gpu-types.js";
 import { ALL_MIG_PROFILES, normalizeMigProfile } from "./mig-profiles.js";
 import {
+  CHECKPOINT_TRIGGER_KINDS,
   DATA_LOCALITIES,
   EXECUTION_MODES,
   FRAMEWORKS,
@@ -316,8 +317,9 @@ export const DataSchema = section(
     size_gb: num(0, 1e6).optional(),
     locality: oneOf(DATA_LOCALITIES).default("prefer"),
     replication_policy: oneOf(REPLICATION_POLICIES).default("none"),
+    fetch: bool().default(false),
   },
-  "a mapping with dataset, size_gb, locality, replication_policy",
+  "a mapping with dataset, size_gb, locality, replication_policy, fetch",
 );
 
 const REGION = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -473,9 +475,10 @@ export const CheckpointSchema = section(
     interval: duration().optional(),
     interval_steps: int(1, 1_000_000_000).optional(),
     keep: int(1, 1000).default(3),
+    trigger: oneOf(CHECKPOINT_TRIGGER_KINDS).default("signal"),
     uri: uri(false).optional(),
   },
-  "a mapping with interval or interval_steps, keep, uri",
+  "a mapping with interval or interval_steps, keep, trigger, uri",
 );
 
 export const RetrySchema = section({ max_attempts: int(1, 100).default(3) }, "a mapping with max_attempts");

@@ -39,6 +39,9 @@ export type Provider = (typeof PROVIDERS)[number];
 
 export const DATA_LOCALITIES = ["prefer", "required", "ignore"] as const;
 export type DataLocality = (typeof DATA_LOCALITIES)[number];
+/** How the agent asks a job for a checkpoint now: SIGUSR1 to its processes (plus the trigger file), or the trigger file only. */
+export const CHECKPOINT_TRIGGER_KINDS = ["signal", "file"] as const;
+export type CheckpointTriggerKind = (typeof CHECKPOINT_TRIGGER_KINDS)[number];
 
 export const REPLICATION_POLICIES = ["none", "pre-stage", "on-demand-cache"] as const;
 export type ReplicationPolicy = (typeof REPLICATION_POLICIES)[number];
@@ -128,6 +131,8 @@ export type JobSpec = {
     size_gb?: number;
     locality: DataLocality;
     replication_policy: ReplicationPolicy;
+    /** The agent downloads the dataset into its node cache before launch (GPUORCH_DATASET_DIR). */
+    fetch: boolean;
   };
   constraints: {
     /** Decimal string, at most 6 fraction digits, exactly as written (e.g. "500", "12.50"). */
@@ -164,6 +169,7 @@ export type JobSpec = {
     interval_seconds?: number;
     interval_steps?: number;
     keep: number;
+    trigger: CheckpointTriggerKind;
     uri?: string;
     /** Derived from `uri`. */
     uri_kind?: Exclude<UriKind, "git">;

@@ -384,6 +384,7 @@ export function validateTree(tree: YamlTree): { spec: JobSpec | null; issues: Sp
       size_gb: data.size_gb,
       locality: data.locality,
       replication_policy: data.replication_policy,
+      fetch: data.fetch,
     }),
     constraints: dropUndefined({
       budget_usd: budgetUsd,
@@ -407,6 +408,7 @@ export function validateTree(tree: YamlTree): { spec: JobSpec | null; issues: Sp
       interval_seconds: ckpt.interval,
       interval_steps: ckpt.interval_steps,
       keep: ckpt.keep,
+      trigger: ckpt.trigger,
       uri: ckpt.uri?.value,
       uri_kind: ckpt.uri?.kind as Exclude<UriKind, "git"> | undefined,
     }),

@@ -3,7 +3,8 @@
  * nothing of ours, so the controller maps a normalized JobSpec and the node inventory onto them.
  */
 
-export const NODE_STATES = ["ready", "unreachable", "lost", "draining"] as const;
+/** `preempting`: the cloud announced the instance's interruption; it takes no new tasks and is expected to go. */
+export const NODE_STATES = ["ready", "unreachable", "lost", "draining", "preempting"] as const;
 export type NodeState = (typeof NODE_STATES)[number];
 
 export type PlacementExecutionMode = "single_cluster" | "multi_task";

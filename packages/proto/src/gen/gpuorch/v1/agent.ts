@@ -21,7 +21,65 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../google/protobuf/timestamp.js";
-import { Framework, frameworkFromJSON, frameworkToJSON } from "./common.js";
+import {
+  ArtifactType,
+  artifactTypeFromJSON,
+  artifactTypeToJSON,
+  Framework,
+  frameworkFromJSON,
+  frameworkToJSON,
+} from "./common.js";
+
+export enum InterruptionStage {
+  INTERRUPTION_STAGE_UNSPECIFIED = 0,
+  /** INTERRUPTION_STAGE_NOTICE - The notice arrived; the agent is taking emergency checkpoints. */
+  INTERRUPTION_STAGE_NOTICE = 1,
+  /**
+   * INTERRUPTION_STAGE_CHECKPOINTED - Every task with a checkpoint URI has its emergency checkpoint uploaded
+   * (reported as artifacts before this message).
+   */
+  INTERRUPTION_STAGE_CHECKPOINTED = 2,
+  /** INTERRUPTION_STAGE_CHECKPOINT_FAILED - The emergency checkpoint could not be taken or uploaded (see message). */
+  INTERRUPTION_STAGE_CHECKPOINT_FAILED = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function interruptionStageFromJSON(object: any): InterruptionStage {
+  switch (object) {
+    case 0:
+    case "INTERRUPTION_STAGE_UNSPECIFIED":
+      return InterruptionStage.INTERRUPTION_STAGE_UNSPECIFIED;
+    case 1:
+    case "INTERRUPTION_STAGE_NOTICE":
+      return InterruptionStage.INTERRUPTION_STAGE_NOTICE;
+    case 2:
+    case "INTERRUPTION_STAGE_CHECKPOINTED":
+      return InterruptionStage.INTERRUPTION_STAGE_CHECKPOINTED;
+    case 3:
+    case "INTERRUPTION_STAGE_CHECKPOINT_FAILED":
+      return InterruptionStage.INTERRUPTION_STAGE_CHECKPOINT_FAILED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return InterruptionStage.UNRECOGNIZED;
+  }
+}
+
+export function interruptionStageToJSON(object: InterruptionStage): string {
+  switch (object) {
+    case InterruptionStage.INTERRUPTION_STAGE_UNSPECIFIED:
+      return "INTERRUPTION_STAGE_UNSPECIFIED";
+    case InterruptionStage.INTERRUPTION_STAGE_NOTICE:
+      return "INTERRUPTION_STAGE_NOTICE";
+    case InterruptionStage.INTERRUPTION_STAGE_CHECKPOINTED:
+      return "INTERRUPTION_STAGE_CHECKPOINTED";
+    case InterruptionStage.INTERRUPTION_STAGE_CHECKPOINT_FAILED:
+      return "INTERRUPTION_STAGE_CHECKPOINT_FAILED";
+    case InterruptionStage.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
 
 export enum TaskState {
   TASK_STATE_UNSPECIFIED = 0,
@@ -144,7 +202,59 @@ export interface ConnectRequest {
     | undefined;
   /** Sent at once when a task changes state (started, exited, failed to start). */
   taskStatus?: TaskStatus | undefined;
-  logChunk?: LogChunk | undefined;
+  logChunk?:
+    | LogChunk
+    | undefined;
+  /**
+   * An object the agent uploaded and verified (checkpoint, log). Resent
+   * until the controller answers with an ArtifactAck naming artifact_id.
+   */
+  artifact?:
+    | ArtifactReport
+    | undefined;
+  /**
+   * The cloud announced this node's interruption (spot), and what the
+   * agent did about it.
+   */
+  interruption?: InterruptionReport | undefined;
+}
+
+export interface ArtifactReport {
+  /** Chosen by the agent, stable across resends (the controller's row id). */
+  artifactId: string;
+  taskId: string;
+  jobId: string;
+  attempt: number;
+  nodeRank: number;
+  type: ArtifactType;
+  /** Checkpoints: the manifest's URI. */
+  uri: string;
+  step?: string | undefined;
+  bytes: string;
+  /** Checkpoints: SHA-256 of the manifest; logs: of the file. */
+  sha256: string;
+  /** True for the checkpoint taken because of an interruption notice. */
+  emergency: boolean;
+}
+
+export interface InterruptionReport {
+  /** aws | gcp | azure */
+  provider: string;
+  /** terminate | stop | hibernate | rebalance | preempt */
+  kind: string;
+  /** When the provider says the instance goes; absent when it does not say. */
+  at: Date | undefined;
+  detail: string;
+  stage: InterruptionStage;
+  message: string;
+  /** The tasks the stage is about (job id, attempt). */
+  tasks: TaskRef[];
+}
+
+export interface TaskRef {
+  taskId: string;
+  jobId: string;
+  attempt: number;
 }
 
 export interface Heartbeat {
@@ -223,7 +333,44 @@ export interface ConnectResponse {
     | DrainNode
     | undefined;
   /** The controller has recorded these ended tasks: the agent may forget them. */
-  forget?: ForgetTasks | undefined;
+  forget?:
+    | ForgetTasks
+    | undefined;
+  /** Take a checkpoint now (the job's trigger), upload it, report it. */
+  checkpointNow?:
+    | CheckpointNow
+    | undefined;
+  /** The controller has recorded (or refused) these artifact reports. */
+  artifactAck?:
+    | ArtifactAck
+    | undefined;
+  /** Objects to delete (checkpoint retention decided by the controller). */
+  deleteArtifacts?: DeleteArtifacts | undefined;
+}
+
+export interface CheckpointNow {
+  commandId: string;
+  taskId: string;
+  jobId: string;
+  attempt: number;
+  reason: string;
+}
+
+export interface ArtifactAck {
+  artifactId: string;
+  /**
+   * False: refused (stale attempt, unknown job); the agent deletes what it
+   * uploaded under that attempt's prefix and does not resend.
+   */
+  accepted: boolean;
+  reason: string;
+}
+
+export interface DeleteArtifacts {
+  commandId: string;
+  jobId: string;
+  /** Checkpoint manifest URIs: the manifest goes first, then its files. */
+  uris: string[];
 }
 
 export interface LaunchHost {
@@ -233,7 +380,10 @@ export interface LaunchHost {
 }
 
 export interface Entrypoint {
-  /** Local path or file:// URI (object stores and git come later); may be empty. */
+  /**
+   * Local path, file://, s3://, minio://, az:// or gs:// (fetched by the
+   * agent; archives are extracted); may be empty.
+   */
   uri: string;
   command: string[];
   /** True when command is one shell string (run with sh -c). */
@@ -267,6 +417,40 @@ export interface LaunchTask {
   /** Processes on this node when no GPU is allocated (CPU-only nodes). */
   cpuProcesses: number;
   jobName: string;
+  /** Where checkpoints go and how (absent: the job has none). */
+  checkpoint:
+    | CheckpointPolicy
+    | undefined;
+  /** The checkpoint this attempt resumes from (absent: start fresh). */
+  resume:
+    | ResumeFrom
+    | undefined;
+  /**
+   * The spec's data.dataset when the agent is to fetch it (an object-store
+   * URI); exposed to the job as GPUORCH_DATASET_DIR.
+   */
+  datasetUri: string;
+}
+
+export interface CheckpointPolicy {
+  /**
+   * Base URI from the spec's checkpoint.uri; objects go under
+   * <uri>/<job id>/attempt-<n>/step-<step>/.
+   */
+  uri: string;
+  keep: number;
+  intervalSteps: string;
+  intervalSeconds: number;
+  /** "signal" (SIGUSR1 to the job's processes, plus the trigger file) or "file". */
+  trigger: string;
+}
+
+export interface ResumeFrom {
+  /** The manifest's URI. */
+  uri: string;
+  sha256: string;
+  step: string;
+  attempt: number;
 }
 
 export interface StopTask {
@@ -1140,7 +1324,14 @@ export const RegisterResponse: MessageFns<RegisterResponse> = {
 };
 
 function createBaseConnectRequest(): ConnectRequest {
-  return { nodeId: "", heartbeat: undefined, taskStatus: undefined, logChunk: undefined };
+  return {
+    nodeId: "",
+    heartbeat: undefined,
+    taskStatus: undefined,
+    logChunk: undefined,
+    artifact: undefined,
+    interruption: undefined,
+  };
 }
 
 export const ConnectRequest: MessageFns<ConnectRequest> = {
@@ -1156,6 +1347,12 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
     }
     if (message.logChunk !== undefined) {
       LogChunk.encode(message.logChunk, writer.uint32(34).fork()).join();
+    }
+    if (message.artifact !== undefined) {
+      ArtifactReport.encode(message.artifact, writer.uint32(42).fork()).join();
+    }
+    if (message.interruption !== undefined) {
+      InterruptionReport.encode(message.interruption, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -1205,6 +1402,22 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
             message.logChunk = LogChunk.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.artifact = ArtifactReport.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.interruption = InterruptionReport.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1235,6 +1448,8 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
         : isSet(object.log_chunk)
         ? LogChunk.fromJSON(object.log_chunk)
         : undefined,
+      artifact: isSet(object.artifact) ? ArtifactReport.fromJSON(object.artifact) : undefined,
+      interruption: isSet(object.interruption) ? InterruptionReport.fromJSON(object.interruption) : undefined,
     };
   },
 
@@ -1251,6 +1466,12 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
     }
     if (message.logChunk !== undefined) {
       obj.logChunk = LogChunk.toJSON(message.logChunk);
+    }
+    if (message.artifact !== undefined) {
+      obj.artifact = ArtifactReport.toJSON(message.artifact);
+    }
+    if (message.interruption !== undefined) {
+      obj.interruption = InterruptionReport.toJSON(message.interruption);
     }
     return obj;
   },
@@ -1270,6 +1491,543 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
     message.logChunk = (object.logChunk !== undefined && object.logChunk !== null)
       ? LogChunk.fromPartial(object.logChunk)
       : undefined;
+    message.artifact = (object.artifact !== undefined && object.artifact !== null)
+      ? ArtifactReport.fromPartial(object.artifact)
+      : undefined;
+    message.interruption = (object.interruption !== undefined && object.interruption !== null)
+      ? InterruptionReport.fromPartial(object.interruption)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseArtifactReport(): ArtifactReport {
+  return {
+    artifactId: "",
+    taskId: "",
+    jobId: "",
+    attempt: 0,
+    nodeRank: 0,
+    type: 0,
+    uri: "",
+    step: undefined,
+    bytes: "0",
+    sha256: "",
+    emergency: false,
+  };
+}
+
+export const ArtifactReport: MessageFns<ArtifactReport> = {
+  encode(message: ArtifactReport, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.artifactId !== "") {
+      writer.uint32(10).string(message.artifactId);
+    }
+    if (message.taskId !== "") {
+      writer.uint32(18).string(message.taskId);
+    }
+    if (message.jobId !== "") {
+      writer.uint32(26).string(message.jobId);
+    }
+    if (message.attempt !== 0) {
+      writer.uint32(32).int32(message.attempt);
+    }
+    if (message.nodeRank !== 0) {
+      writer.uint32(40).int32(message.nodeRank);
+    }
+    if (message.type !== 0) {
+      writer.uint32(48).int32(message.type);
+    }
+    if (message.uri !== "") {
+      writer.uint32(58).string(message.uri);
+    }
+    if (message.step !== undefined) {
+      writer.uint32(64).int64(message.step);
+    }
+    if (message.bytes !== "0") {
+      writer.uint32(72).int64(message.bytes);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(82).string(message.sha256);
+    }
+    if (message.emergency !== false) {
+      writer.uint32(88).bool(message.emergency);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ArtifactReport {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseArtifactReport();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.artifactId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.taskId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.attempt = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.nodeRank = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.type = reader.int32() as any;
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.uri = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.step = reader.int64().toString();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.bytes = reader.int64().toString();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.emergency = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ArtifactReport {
+    return {
+      artifactId: isSet(object.artifactId)
+        ? globalThis.String(object.artifactId)
+        : isSet(object.artifact_id)
+        ? globalThis.String(object.artifact_id)
+        : "",
+      taskId: isSet(object.taskId)
+        ? globalThis.String(object.taskId)
+        : isSet(object.task_id)
+        ? globalThis.String(object.task_id)
+        : "",
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
+      nodeRank: isSet(object.nodeRank)
+        ? globalThis.Number(object.nodeRank)
+        : isSet(object.node_rank)
+        ? globalThis.Number(object.node_rank)
+        : 0,
+      type: isSet(object.type) ? artifactTypeFromJSON(object.type) : 0,
+      uri: isSet(object.uri) ? globalThis.String(object.uri) : "",
+      step: isSet(object.step) ? globalThis.String(object.step) : undefined,
+      bytes: isSet(object.bytes) ? globalThis.String(object.bytes) : "0",
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      emergency: isSet(object.emergency) ? globalThis.Boolean(object.emergency) : false,
+    };
+  },
+
+  toJSON(message: ArtifactReport): unknown {
+    const obj: any = {};
+    if (message.artifactId !== "") {
+      obj.artifactId = message.artifactId;
+    }
+    if (message.taskId !== "") {
+      obj.taskId = message.taskId;
+    }
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.attempt !== 0) {
+      obj.attempt = Math.round(message.attempt);
+    }
+    if (message.nodeRank !== 0) {
+      obj.nodeRank = Math.round(message.nodeRank);
+    }
+    if (message.type !== 0) {
+      obj.type = artifactTypeToJSON(message.type);
+    }
+    if (message.uri !== "") {
+      obj.uri = message.uri;
+    }
+    if (message.step !== undefined) {
+      obj.step = message.step;
+    }
+    if (message.bytes !== "0") {
+      obj.bytes = message.bytes;
+    }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    if (message.emergency !== false) {
+      obj.emergency = message.emergency;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ArtifactReport>): ArtifactReport {
+    return ArtifactReport.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ArtifactReport>): ArtifactReport {
+    const message = createBaseArtifactReport();
+    message.artifactId = object.artifactId ?? "";
+    message.taskId = object.taskId ?? "";
+    message.jobId = object.jobId ?? "";
+    message.attempt = object.attempt ?? 0;
+    message.nodeRank = object.nodeRank ?? 0;
+    message.type = object.type ?? 0;
+    message.uri = object.uri ?? "";
+    message.step = object.step ?? undefined;
+    message.bytes = object.bytes ?? "0";
+    message.sha256 = object.sha256 ?? "";
+    message.emergency = object.emergency ?? false;
+    return message;
+  },
+};
+
+function createBaseInterruptionReport(): InterruptionReport {
+  return { provider: "", kind: "", at: undefined, detail: "", stage: 0, message: "", tasks: [] };
+}
+
+export const InterruptionReport: MessageFns<InterruptionReport> = {
+  encode(message: InterruptionReport, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.provider !== "") {
+      writer.uint32(10).string(message.provider);
+    }
+    if (message.kind !== "") {
+      writer.uint32(18).string(message.kind);
+    }
+    if (message.at !== undefined) {
+      Timestamp.encode(toTimestamp(message.at), writer.uint32(26).fork()).join();
+    }
+    if (message.detail !== "") {
+      writer.uint32(34).string(message.detail);
+    }
+    if (message.stage !== 0) {
+      writer.uint32(40).int32(message.stage);
+    }
+    if (message.message !== "") {
+      writer.uint32(50).string(message.message);
+    }
+    for (const v of message.tasks) {
+      TaskRef.encode(v!, writer.uint32(58).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InterruptionReport {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInterruptionReport();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.provider = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.at = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.stage = reader.int32() as any;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.tasks.push(TaskRef.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InterruptionReport {
+    return {
+      provider: isSet(object.provider) ? globalThis.String(object.provider) : "",
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      at: isSet(object.at) ? fromJsonTimestamp(object.at) : undefined,
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+      stage: isSet(object.stage) ? interruptionStageFromJSON(object.stage) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      tasks: globalThis.Array.isArray(object?.tasks) ? object.tasks.map((e: any) => TaskRef.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: InterruptionReport): unknown {
+    const obj: any = {};
+    if (message.provider !== "") {
+      obj.provider = message.provider;
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.at !== undefined) {
+      obj.at = message.at.toISOString();
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    if (message.stage !== 0) {
+      obj.stage = interruptionStageToJSON(message.stage);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.tasks?.length) {
+      obj.tasks = message.tasks.map((e) => TaskRef.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<InterruptionReport>): InterruptionReport {
+    return InterruptionReport.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<InterruptionReport>): InterruptionReport {
+    const message = createBaseInterruptionReport();
+    message.provider = object.provider ?? "";
+    message.kind = object.kind ?? "";
+    message.at = object.at ?? undefined;
+    message.detail = object.detail ?? "";
+    message.stage = object.stage ?? 0;
+    message.message = object.message ?? "";
+    message.tasks = object.tasks?.map((e) => TaskRef.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseTaskRef(): TaskRef {
+  return { taskId: "", jobId: "", attempt: 0 };
+}
+
+export const TaskRef: MessageFns<TaskRef> = {
+  encode(message: TaskRef, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.taskId !== "") {
+      writer.uint32(10).string(message.taskId);
+    }
+    if (message.jobId !== "") {
+      writer.uint32(18).string(message.jobId);
+    }
+    if (message.attempt !== 0) {
+      writer.uint32(24).int32(message.attempt);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TaskRef {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTaskRef();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.taskId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.attempt = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TaskRef {
+    return {
+      taskId: isSet(object.taskId)
+        ? globalThis.String(object.taskId)
+        : isSet(object.task_id)
+        ? globalThis.String(object.task_id)
+        : "",
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
+    };
+  },
+
+  toJSON(message: TaskRef): unknown {
+    const obj: any = {};
+    if (message.taskId !== "") {
+      obj.taskId = message.taskId;
+    }
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.attempt !== 0) {
+      obj.attempt = Math.round(message.attempt);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TaskRef>): TaskRef {
+    return TaskRef.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TaskRef>): TaskRef {
+    const message = createBaseTaskRef();
+    message.taskId = object.taskId ?? "";
+    message.jobId = object.jobId ?? "";
+    message.attempt = object.attempt ?? 0;
     return message;
   },
 };
@@ -2266,7 +3024,16 @@ export const GpuSample: MessageFns<GpuSample> = {
 };
 
 function createBaseConnectResponse(): ConnectResponse {
-  return { heartbeatAck: undefined, launch: undefined, stop: undefined, drain: undefined, forget: undefined };
+  return {
+    heartbeatAck: undefined,
+    launch: undefined,
+    stop: undefined,
+    drain: undefined,
+    forget: undefined,
+    checkpointNow: undefined,
+    artifactAck: undefined,
+    deleteArtifacts: undefined,
+  };
 }
 
 export const ConnectResponse: MessageFns<ConnectResponse> = {
@@ -2285,6 +3052,15 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
     }
     if (message.forget !== undefined) {
       ForgetTasks.encode(message.forget, writer.uint32(42).fork()).join();
+    }
+    if (message.checkpointNow !== undefined) {
+      CheckpointNow.encode(message.checkpointNow, writer.uint32(50).fork()).join();
+    }
+    if (message.artifactAck !== undefined) {
+      ArtifactAck.encode(message.artifactAck, writer.uint32(58).fork()).join();
+    }
+    if (message.deleteArtifacts !== undefined) {
+      DeleteArtifacts.encode(message.deleteArtifacts, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -2342,6 +3118,30 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
             message.forget = ForgetTasks.decode(reader, reader.uint32());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.checkpointNow = CheckpointNow.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.artifactAck = ArtifactAck.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.deleteArtifacts = DeleteArtifacts.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2365,6 +3165,21 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
       stop: isSet(object.stop) ? StopTask.fromJSON(object.stop) : undefined,
       drain: isSet(object.drain) ? DrainNode.fromJSON(object.drain) : undefined,
       forget: isSet(object.forget) ? ForgetTasks.fromJSON(object.forget) : undefined,
+      checkpointNow: isSet(object.checkpointNow)
+        ? CheckpointNow.fromJSON(object.checkpointNow)
+        : isSet(object.checkpoint_now)
+        ? CheckpointNow.fromJSON(object.checkpoint_now)
+        : undefined,
+      artifactAck: isSet(object.artifactAck)
+        ? ArtifactAck.fromJSON(object.artifactAck)
+        : isSet(object.artifact_ack)
+        ? ArtifactAck.fromJSON(object.artifact_ack)
+        : undefined,
+      deleteArtifacts: isSet(object.deleteArtifacts)
+        ? DeleteArtifacts.fromJSON(object.deleteArtifacts)
+        : isSet(object.delete_artifacts)
+        ? DeleteArtifacts.fromJSON(object.delete_artifacts)
+        : undefined,
     };
   },
 
@@ -2384,6 +3199,15 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
     }
     if (message.forget !== undefined) {
       obj.forget = ForgetTasks.toJSON(message.forget);
+    }
+    if (message.checkpointNow !== undefined) {
+      obj.checkpointNow = CheckpointNow.toJSON(message.checkpointNow);
+    }
+    if (message.artifactAck !== undefined) {
+      obj.artifactAck = ArtifactAck.toJSON(message.artifactAck);
+    }
+    if (message.deleteArtifacts !== undefined) {
+      obj.deleteArtifacts = DeleteArtifacts.toJSON(message.deleteArtifacts);
     }
     return obj;
   },
@@ -2406,6 +3230,374 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
     message.forget = (object.forget !== undefined && object.forget !== null)
       ? ForgetTasks.fromPartial(object.forget)
       : undefined;
+    message.checkpointNow = (object.checkpointNow !== undefined && object.checkpointNow !== null)
+      ? CheckpointNow.fromPartial(object.checkpointNow)
+      : undefined;
+    message.artifactAck = (object.artifactAck !== undefined && object.artifactAck !== null)
+      ? ArtifactAck.fromPartial(object.artifactAck)
+      : undefined;
+    message.deleteArtifacts = (object.deleteArtifacts !== undefined && object.deleteArtifacts !== null)
+      ? DeleteArtifacts.fromPartial(object.deleteArtifacts)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCheckpointNow(): CheckpointNow {
+  return { commandId: "", taskId: "", jobId: "", attempt: 0, reason: "" };
+}
+
+export const CheckpointNow: MessageFns<CheckpointNow> = {
+  encode(message: CheckpointNow, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.commandId !== "") {
+      writer.uint32(10).string(message.commandId);
+    }
+    if (message.taskId !== "") {
+      writer.uint32(18).string(message.taskId);
+    }
+    if (message.jobId !== "") {
+      writer.uint32(26).string(message.jobId);
+    }
+    if (message.attempt !== 0) {
+      writer.uint32(32).int32(message.attempt);
+    }
+    if (message.reason !== "") {
+      writer.uint32(42).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CheckpointNow {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCheckpointNow();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.commandId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.taskId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.attempt = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CheckpointNow {
+    return {
+      commandId: isSet(object.commandId)
+        ? globalThis.String(object.commandId)
+        : isSet(object.command_id)
+        ? globalThis.String(object.command_id)
+        : "",
+      taskId: isSet(object.taskId)
+        ? globalThis.String(object.taskId)
+        : isSet(object.task_id)
+        ? globalThis.String(object.task_id)
+        : "",
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: CheckpointNow): unknown {
+    const obj: any = {};
+    if (message.commandId !== "") {
+      obj.commandId = message.commandId;
+    }
+    if (message.taskId !== "") {
+      obj.taskId = message.taskId;
+    }
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.attempt !== 0) {
+      obj.attempt = Math.round(message.attempt);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CheckpointNow>): CheckpointNow {
+    return CheckpointNow.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CheckpointNow>): CheckpointNow {
+    const message = createBaseCheckpointNow();
+    message.commandId = object.commandId ?? "";
+    message.taskId = object.taskId ?? "";
+    message.jobId = object.jobId ?? "";
+    message.attempt = object.attempt ?? 0;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseArtifactAck(): ArtifactAck {
+  return { artifactId: "", accepted: false, reason: "" };
+}
+
+export const ArtifactAck: MessageFns<ArtifactAck> = {
+  encode(message: ArtifactAck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.artifactId !== "") {
+      writer.uint32(10).string(message.artifactId);
+    }
+    if (message.accepted !== false) {
+      writer.uint32(16).bool(message.accepted);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ArtifactAck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseArtifactAck();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.artifactId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.accepted = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ArtifactAck {
+    return {
+      artifactId: isSet(object.artifactId)
+        ? globalThis.String(object.artifactId)
+        : isSet(object.artifact_id)
+        ? globalThis.String(object.artifact_id)
+        : "",
+      accepted: isSet(object.accepted) ? globalThis.Boolean(object.accepted) : false,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: ArtifactAck): unknown {
+    const obj: any = {};
+    if (message.artifactId !== "") {
+      obj.artifactId = message.artifactId;
+    }
+    if (message.accepted !== false) {
+      obj.accepted = message.accepted;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ArtifactAck>): ArtifactAck {
+    return ArtifactAck.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ArtifactAck>): ArtifactAck {
+    const message = createBaseArtifactAck();
+    message.artifactId = object.artifactId ?? "";
+    message.accepted = object.accepted ?? false;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseDeleteArtifacts(): DeleteArtifacts {
+  return { commandId: "", jobId: "", uris: [] };
+}
+
+export const DeleteArtifacts: MessageFns<DeleteArtifacts> = {
+  encode(message: DeleteArtifacts, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.commandId !== "") {
+      writer.uint32(10).string(message.commandId);
+    }
+    if (message.jobId !== "") {
+      writer.uint32(18).string(message.jobId);
+    }
+    for (const v of message.uris) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteArtifacts {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteArtifacts();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.commandId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.uris.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteArtifacts {
+    return {
+      commandId: isSet(object.commandId)
+        ? globalThis.String(object.commandId)
+        : isSet(object.command_id)
+        ? globalThis.String(object.command_id)
+        : "",
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      uris: globalThis.Array.isArray(object?.uris) ? object.uris.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: DeleteArtifacts): unknown {
+    const obj: any = {};
+    if (message.commandId !== "") {
+      obj.commandId = message.commandId;
+    }
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.uris?.length) {
+      obj.uris = message.uris;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteArtifacts>): DeleteArtifacts {
+    return DeleteArtifacts.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteArtifacts>): DeleteArtifacts {
+    const message = createBaseDeleteArtifacts();
+    message.commandId = object.commandId ?? "";
+    message.jobId = object.jobId ?? "";
+    message.uris = object.uris?.map((e) => e) || [];
     return message;
   },
 };
@@ -2800,6 +3992,9 @@ function createBaseLaunchTask(): LaunchTask {
     unit: 0,
     cpuProcesses: 0,
     jobName: "",
+    checkpoint: undefined,
+    resume: undefined,
+    datasetUri: "",
   };
 }
 
@@ -2849,6 +4044,15 @@ export const LaunchTask: MessageFns<LaunchTask> = {
     }
     if (message.jobName !== "") {
       writer.uint32(122).string(message.jobName);
+    }
+    if (message.checkpoint !== undefined) {
+      CheckpointPolicy.encode(message.checkpoint, writer.uint32(130).fork()).join();
+    }
+    if (message.resume !== undefined) {
+      ResumeFrom.encode(message.resume, writer.uint32(138).fork()).join();
+    }
+    if (message.datasetUri !== "") {
+      writer.uint32(146).string(message.datasetUri);
     }
     return writer;
   },
@@ -2986,6 +4190,30 @@ export const LaunchTask: MessageFns<LaunchTask> = {
             message.jobName = reader.string();
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.checkpoint = CheckpointPolicy.decode(reader, reader.uint32());
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.resume = ResumeFrom.decode(reader, reader.uint32());
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.datasetUri = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3055,6 +4283,13 @@ export const LaunchTask: MessageFns<LaunchTask> = {
         : isSet(object.job_name)
         ? globalThis.String(object.job_name)
         : "",
+      checkpoint: isSet(object.checkpoint) ? CheckpointPolicy.fromJSON(object.checkpoint) : undefined,
+      resume: isSet(object.resume) ? ResumeFrom.fromJSON(object.resume) : undefined,
+      datasetUri: isSet(object.datasetUri)
+        ? globalThis.String(object.datasetUri)
+        : isSet(object.dataset_uri)
+        ? globalThis.String(object.dataset_uri)
+        : "",
     };
   },
 
@@ -3105,6 +4340,15 @@ export const LaunchTask: MessageFns<LaunchTask> = {
     if (message.jobName !== "") {
       obj.jobName = message.jobName;
     }
+    if (message.checkpoint !== undefined) {
+      obj.checkpoint = CheckpointPolicy.toJSON(message.checkpoint);
+    }
+    if (message.resume !== undefined) {
+      obj.resume = ResumeFrom.toJSON(message.resume);
+    }
+    if (message.datasetUri !== "") {
+      obj.datasetUri = message.datasetUri;
+    }
     return obj;
   },
 
@@ -3130,6 +4374,271 @@ export const LaunchTask: MessageFns<LaunchTask> = {
     message.unit = object.unit ?? 0;
     message.cpuProcesses = object.cpuProcesses ?? 0;
     message.jobName = object.jobName ?? "";
+    message.checkpoint = (object.checkpoint !== undefined && object.checkpoint !== null)
+      ? CheckpointPolicy.fromPartial(object.checkpoint)
+      : undefined;
+    message.resume = (object.resume !== undefined && object.resume !== null)
+      ? ResumeFrom.fromPartial(object.resume)
+      : undefined;
+    message.datasetUri = object.datasetUri ?? "";
+    return message;
+  },
+};
+
+function createBaseCheckpointPolicy(): CheckpointPolicy {
+  return { uri: "", keep: 0, intervalSteps: "0", intervalSeconds: 0, trigger: "" };
+}
+
+export const CheckpointPolicy: MessageFns<CheckpointPolicy> = {
+  encode(message: CheckpointPolicy, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.uri !== "") {
+      writer.uint32(10).string(message.uri);
+    }
+    if (message.keep !== 0) {
+      writer.uint32(16).int32(message.keep);
+    }
+    if (message.intervalSteps !== "0") {
+      writer.uint32(24).int64(message.intervalSteps);
+    }
+    if (message.intervalSeconds !== 0) {
+      writer.uint32(33).double(message.intervalSeconds);
+    }
+    if (message.trigger !== "") {
+      writer.uint32(42).string(message.trigger);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CheckpointPolicy {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCheckpointPolicy();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.uri = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.keep = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.intervalSteps = reader.int64().toString();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.intervalSeconds = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.trigger = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CheckpointPolicy {
+    return {
+      uri: isSet(object.uri) ? globalThis.String(object.uri) : "",
+      keep: isSet(object.keep) ? globalThis.Number(object.keep) : 0,
+      intervalSteps: isSet(object.intervalSteps)
+        ? globalThis.String(object.intervalSteps)
+        : isSet(object.interval_steps)
+        ? globalThis.String(object.interval_steps)
+        : "0",
+      intervalSeconds: isSet(object.intervalSeconds)
+        ? globalThis.Number(object.intervalSeconds)
+        : isSet(object.interval_seconds)
+        ? globalThis.Number(object.interval_seconds)
+        : 0,
+      trigger: isSet(object.trigger) ? globalThis.String(object.trigger) : "",
+    };
+  },
+
+  toJSON(message: CheckpointPolicy): unknown {
+    const obj: any = {};
+    if (message.uri !== "") {
+      obj.uri = message.uri;
+    }
+    if (message.keep !== 0) {
+      obj.keep = Math.round(message.keep);
+    }
+    if (message.intervalSteps !== "0") {
+      obj.intervalSteps = message.intervalSteps;
+    }
+    if (message.intervalSeconds !== 0) {
+      obj.intervalSeconds = floatToJson(message.intervalSeconds);
+    }
+    if (message.trigger !== "") {
+      obj.trigger = message.trigger;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CheckpointPolicy>): CheckpointPolicy {
+    return CheckpointPolicy.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CheckpointPolicy>): CheckpointPolicy {
+    const message = createBaseCheckpointPolicy();
+    message.uri = object.uri ?? "";
+    message.keep = object.keep ?? 0;
+    message.intervalSteps = object.intervalSteps ?? "0";
+    message.intervalSeconds = object.intervalSeconds ?? 0;
+    message.trigger = object.trigger ?? "";
+    return message;
+  },
+};
+
+function createBaseResumeFrom(): ResumeFrom {
+  return { uri: "", sha256: "", step: "0", attempt: 0 };
+}
+
+export const ResumeFrom: MessageFns<ResumeFrom> = {
+  encode(message: ResumeFrom, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.uri !== "") {
+      writer.uint32(10).string(message.uri);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(18).string(message.sha256);
+    }
+    if (message.step !== "0") {
+      writer.uint32(24).int64(message.step);
+    }
+    if (message.attempt !== 0) {
+      writer.uint32(32).int32(message.attempt);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResumeFrom {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResumeFrom();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.uri = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.step = reader.int64().toString();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.attempt = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResumeFrom {
+    return {
+      uri: isSet(object.uri) ? globalThis.String(object.uri) : "",
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      step: isSet(object.step) ? globalThis.String(object.step) : "0",
+      attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
+    };
+  },
+
+  toJSON(message: ResumeFrom): unknown {
+    const obj: any = {};
+    if (message.uri !== "") {
+      obj.uri = message.uri;
+    }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    if (message.step !== "0") {
+      obj.step = message.step;
+    }
+    if (message.attempt !== 0) {
+      obj.attempt = Math.round(message.attempt);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ResumeFrom>): ResumeFrom {
+    return ResumeFrom.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ResumeFrom>): ResumeFrom {
+    const message = createBaseResumeFrom();
+    message.uri = object.uri ?? "";
+    message.sha256 = object.sha256 ?? "";
+    message.step = object.step ?? "0";
+    message.attempt = object.attempt ?? 0;
     return message;
   },
 };

@@ -27,6 +27,8 @@ export enum NodeState {
   NODE_STATE_UNREACHABLE = 2,
   NODE_STATE_LOST = 3,
   NODE_STATE_DRAINING = 4,
+  /** NODE_STATE_PREEMPTING - A spot interruption notice arrived; no new tasks; the node is expected to go. */
+  NODE_STATE_PREEMPTING = 5,
   UNRECOGNIZED = -1,
 }
 
@@ -47,6 +49,9 @@ export function nodeStateFromJSON(object: any): NodeState {
     case 4:
     case "NODE_STATE_DRAINING":
       return NodeState.NODE_STATE_DRAINING;
+    case 5:
+    case "NODE_STATE_PREEMPTING":
+      return NodeState.NODE_STATE_PREEMPTING;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -66,6 +71,8 @@ export function nodeStateToJSON(object: NodeState): string {
       return "NODE_STATE_LOST";
     case NodeState.NODE_STATE_DRAINING:
       return "NODE_STATE_DRAINING";
+    case NodeState.NODE_STATE_PREEMPTING:
+      return "NODE_STATE_PREEMPTING";
     case NodeState.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
