@@ -18,7 +18,16 @@ export {
   transitionJob,
 } from "./jobs.js";
 export { type JobEventsQuery, getJobEvents } from "./job-events.js";
-export { type NewArtifact, insertArtifact, listArtifacts } from "./artifacts.js";
+export {
+  type ArtifactReportRow,
+  type ArtifactVerdict,
+  type NewArtifact,
+  insertArtifact,
+  latestCheckpoint,
+  latestCheckpointSteps,
+  listArtifacts,
+  recordArtifactReport,
+} from "./artifacts.js";
 export { type InsertJobOutcome, MAX_INSERT_BATCH, insertJobs } from "./job-batch-insert.js";
 export {
   type HeartbeatRecord,
@@ -43,6 +52,7 @@ export {
   type JobBrief,
   activeTasks,
   getJobBriefs,
+  jobsInStatusSince,
   applyTaskUpdates,
   endTasks,
   findTasks,
@@ -52,6 +62,7 @@ export {
   markLaunchSent,
   nodeAddresses,
   setNodeDraining,
+  setNodePreempting,
   setPendingReasons,
 } from "./tasks.js";
 export {

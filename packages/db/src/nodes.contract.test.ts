@@ -144,7 +144,7 @@ describe.each(drivers)("node registry contract on $name", (driver) => {
     expect((await listNodes(db, { states: ["ready"] })).map((x) => x.id)).not.toContain(n.nodeId);
     const counts = await countNodesByState(db);
     expect(counts.lost).toBeGreaterThanOrEqual(1);
-    expect(Object.keys(counts).sort()).toEqual(["draining", "lost", "ready", "unreachable"]);
+    expect(Object.keys(counts).sort()).toEqual(["draining", "lost", "preempting", "ready", "unreachable"]);
     expect(await getNode(db, "not-a-uuid")).toBeNull();
   });
 

@@ -191,7 +191,7 @@ export async function markNodeStates(db: Db, opts: { unreachableBefore: Date; lo
             AND COALESCE(nodes.last_heartbeat_at, nodes.registered_at) < ${unreachable}::timestamptz
             AND (nodes.state = 'ready' OR COALESCE(nodes.last_heartbeat_at, nodes.registered_at) < ${lost}::timestamptz))
           -- A draining node still runs its tasks; if it goes silent for the lost timeout, they are lost too.
-          OR (nodes.state = 'draining' AND COALESCE(nodes.last_heartbeat_at, nodes.registered_at) < ${lost}::timestamptz))
+          OR (nodes.state IN ('draining', 'preempting') AND COALESCE(nodes.last_heartbeat_at, nodes.registered_at) < ${lost}::timestamptz))
       RETURNING nodes.id, nodes.hostname, old.state AS "from", nodes.state AS "to"`),
   )) as unknown as { rows: { id: string; hostname: string; from: NodeState; to: NodeState }[] };
   return res.rows.map((r) => ({ nodeId: r.id, hostname: r.hostname, from: r.from, to: r.to }));

@@ -207,6 +207,12 @@ export const jobArtifacts = pgTable(
     step: bigint("step", { mode: "number" }),
     bytes: bigint("bytes", { mode: "number" }),
     sha256: text("sha256"),
+    /** The task (and node rank) that uploaded it; null for rows written before 0008. */
+    taskId: uuid("task_id"),
+    /** A checkpoint taken because of an interruption notice. */
+    emergency: boolean("emergency").notNull().default(false),
+    /** Set when retention (checkpoint.keep) gave the object up for deletion: never resumed from again. */
+    deletedAt: timestamp("deleted_at", { withTimezone: true }),
     createdAt: createdAt(),
   },
   (t) => [

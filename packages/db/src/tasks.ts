@@ -433,8 +433,14 @@ export async function setNodeDraining(db: Db, nodeId: string, drain: boolean): P
     db,
     drain
       ? sql`UPDATE nodes SET state = 'draining' WHERE id = ${nodeId}::uuid RETURNING id`
-      : sql`UPDATE nodes SET state = CASE WHEN state = 'draining' THEN 'ready'::node_state ELSE state END WHERE id = ${nodeId}::uuid RETURNING id`,
+      : sql`UPDATE nodes SET state = CASE WHEN state IN ('draining', 'preempting') THEN 'ready'::node_state ELSE state END WHERE id = ${nodeId}::uuid RETURNING id`,
   );
+  return r.length > 0;
+}
+
+/** Marks a node preempting (a spot interruption notice): it takes no new tasks and goes lost when silent. False when it does not exist. */
+export async function setNodePreempting(db: Db, nodeId: string): Promise<boolean> {
+  const r = await rows<{ id: string }>(db, sql`UPDATE nodes SET state = 'preempting' WHERE id = ${nodeId}::uuid AND state <> 'lost' RETURNING id`);
   return r.length > 0;
 }
 
@@ -457,4 +463,13 @@ export async function getJobBriefs(db: Db, ids: readonly string[]): Promise<Map<
     sql`SELECT id, name, status, attempt, max_attempts, execution_mode, framework, spec FROM jobs WHERE id = ANY(${pgUuidArray(ids)}::uuid[])`,
   );
   return new Map(r.map((j) => [j.id, j]));
+}
+
+/** Jobs that have been in `status` since before `before` (e.g. checkpointing past its deadline). */
+export async function jobsInStatusSince(db: Db, status: JobStatus, before: Date): Promise<{ id: string; attempt: number; updatedAt: Date }[]> {
+  const r = await rows<{ id: string; attempt: number; updated_at: Date | string }>(
+    db,
+    sql`SELECT id, attempt, updated_at FROM jobs WHERE status = ${status}::job_status AND updated_at < ${before.toISOString()}::timestamptz ORDER BY updated_at LIMIT 500`,
+  );
+  return r.map((j) => ({ id: j.id, attempt: j.attempt, updatedAt: toDate(j.updated_at) ?? new Date(0) }));
 }
