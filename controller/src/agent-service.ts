@@ -3,7 +3,9 @@ import { type Database, getNode, listNodes, setNodeDraining, upsertNodeRegistrat
 import type { AgentServiceServer, ConnectRequest, NodeServiceServer } from "@gpuorch/proto";
 import {
   type Authenticate,
+  artifactReportFromProto,
   bidiStreamHandler,
+  interruptionFromProto,
   gpuSampleFromProto,
   logChunkFromProto,
   nodeRegistrationFromProto,
@@ -106,6 +108,17 @@ export function createAgentServiceImpl(deps: AgentServiceDeps): AgentServiceServ
             report(id, () => deps.supervisor.onReports(id, [r], false, { awaitJudgements: false }));
           } else if (req.logChunk) {
             deps.logs?.append(logChunkFromProto(req.logChunk));
+          } else if (req.artifact) {
+            // Same queue as the task reports: an artifact is recorded before a later report from this node is judged.
+            const a = artifactReportFromProto(req.artifact);
+            report(id, async () => {
+              const answer = await deps.supervisor.onArtifact(id, a);
+              await send({ artifactAck: { artifactId: a.artifactId, accepted: answer.accepted, reason: answer.reason } });
+              if (answer.prune.length > 0) await send({ deleteArtifacts: { commandId: `prune:${a.artifactId}`, jobId: a.jobId, uris: answer.prune } });
+            });
+          } else if (req.interruption) {
+            const n = interruptionFromProto(req.interruption);
+            report(id, () => deps.supervisor.onInterruption(id, n));
           }
         }
       } finally {

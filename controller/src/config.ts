@@ -79,6 +79,8 @@ export const controllerConfigSchema = z.object({
   admission: z.boolean().default(true),
   /** How often running costs are recomputed and persisted (and budgets checked). */
   costIntervalMs: z.coerce.number().int().min(100).default(15_000),
+  /** After a spot interruption notice, how long a job waits in checkpointing for its emergency checkpoint before it is requeued without one. */
+  checkpointTimeoutMs: z.coerce.number().int().min(1_000).default(120_000),
   /** Budget alert thresholds, percent of the job's budget (up to 1000: runaway overspend); at 100 % the job is stopped. */
   budgetThresholdsPct: z.array(z.coerce.number().int().min(1).max(1000)).min(1).default([50, 80, 100]),
   /** A held GPU averaging under this utilization over the window is flagged. */

@@ -160,6 +160,7 @@ export async function startController(
       sessions,
       stopGraceSeconds: config.taskStopGraceSeconds,
       launchTimeoutMs: config.taskLaunchTimeoutMs,
+      checkpointTimeoutMs: config.checkpointTimeoutMs,
       onJobChanged: (id) => {
         notifier.notify(id);
         costTracker?.touch(id);
@@ -350,6 +351,7 @@ export async function startController(
       unreachableAfterMs: config.nodeUnreachableMs ?? config.heartbeatIntervalSeconds * 3_000,
       lostAfterMs: config.nodeLostMs,
       beforeSweep: () => ingest.flush(),
+      afterSweep: () => supervisor.sweepCheckpointing().then(() => undefined),
       onChanges: (changes) => {
         for (const c of changes) metrics.nodeStateChanges.inc({ to: c.to });
         const lost = changes.filter((c) => c.to === "lost").map((c) => c.nodeId);

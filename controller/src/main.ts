@@ -19,7 +19,7 @@ Usage:
                            [--node-unreachable-ms MS] [--node-lost-ms MS] [--node-health-interval-ms MS]
                            [--scheduler-interval-ms MS] [--task-stop-grace-seconds N] [--task-launch-timeout-ms MS]
                            [--pricing-seed-dir DIR] [--pricing-refresh aws,gcp,azure] [--onprem-usd-per-gpu-hour USD]
-                           [--no-admission] [--cost-interval-ms MS] [--budget-thresholds 50,80,100]
+                           [--no-admission] [--cost-interval-ms MS] [--budget-thresholds 50,80,100] [--checkpoint-timeout-ms MS]
                            [--utilization-threshold PCT] [--utilization-window-ms MS]
   gpuorch-controller token create --team NAME [--admin] [--kind user|agent] [--name NAME] [--json]
   gpuorch-controller token create --admin [--json]
@@ -64,6 +64,7 @@ const FLAG_OPTIONS = {
   "onprem-usd-per-gpu-hour": { type: "string" },
   "no-admission": { type: "boolean" },
   "cost-interval-ms": { type: "string" },
+  "checkpoint-timeout-ms": { type: "string" },
   "budget-thresholds": { type: "string" },
   "utilization-threshold": { type: "string" },
   "utilization-window-ms": { type: "string" },
@@ -104,6 +105,7 @@ async function main(argv: string[]): Promise<number> {
     "pricing-seed-dir": "pricingSeedDir",
     "onprem-usd-per-gpu-hour": "onpremUsdPerGpuHour",
     "cost-interval-ms": "costIntervalMs",
+    "checkpoint-timeout-ms": "checkpointTimeoutMs",
     "utilization-threshold": "utilizationThresholdPercent",
     "utilization-window-ms": "utilizationWindowMs",
   };

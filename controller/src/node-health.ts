@@ -17,6 +17,8 @@ export interface NodeHealthLoopDeps {
   /** Runs before each sweep (the heartbeat ingest's flush), so the sweep judges current data. */
   beforeSweep?: () => Promise<void>;
   onChanges?: (changes: NodeStateChange[]) => void;
+  /** Runs after each sweep of this replica (e.g. requeueing jobs whose emergency checkpoint never came). */
+  afterSweep?: () => Promise<void>;
 }
 
 /**
@@ -60,6 +62,7 @@ export class NodeHealthLoop {
       deps.logger.warn({ nodeId: c.nodeId, hostname: c.hostname, from: c.from, to: c.to }, `node ${c.to}`);
     }
     if (res.value.length > 0) deps.onChanges?.(res.value);
+    await deps.afterSweep?.();
     return res.value;
   }
 

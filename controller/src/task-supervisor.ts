@@ -1,11 +1,15 @@
 import {
   AppError,
+  type AgentArtifactReport,
+  type AgentInterruptionReport,
   type AgentTaskReport,
   type Clock,
   type Framework,
   type IdSource,
   type JobStatus,
+  type TaskCheckpointPolicy,
   type TaskLaunchCommand,
+  type TaskResumeFrom,
   isTerminal,
   judgeAttempt,
   taskStateFromReport,
@@ -16,14 +20,19 @@ import {
   getJobBriefs,
   type TaskRecord,
   type TaskUpdate,
+  type ArtifactVerdict,
   applyTaskUpdates,
   endTasks,
   findTasks,
+  jobsInStatusSince,
+  latestCheckpoint,
+  recordArtifactReport,
+  setNodePreempting,
   markLaunchSent,
   nodeAddresses,
   transitionJob,
 } from "@gpuorch/db";
-import { launchToProto, stopToProto } from "@gpuorch/rpc";
+import { checkpointNowToProto, launchToProto, stopToProto } from "@gpuorch/rpc";
 import type { Logger } from "@gpuorch/runtime";
 import type { AgentSessions } from "./agent-sessions.js";
 import type { PlacedLaunch } from "./scheduler-loop.js";
@@ -42,6 +51,16 @@ export interface TaskSupervisorDeps {
   onJobChanged?: (jobId: string) => void;
   /** GPUs were freed or a job went back to pending (wakes the scheduler). */
   onCapacityFreed?: () => void;
+  /** How long a job may wait in checkpointing for its emergency checkpoint before it is requeued without one. Default 120 s. */
+  checkpointTimeoutMs?: number;
+}
+
+/** What the agent is told about its artifact report. */
+export interface ArtifactAnswer {
+  accepted: boolean;
+  reason: string;
+  /** Checkpoint manifest URIs retention gave up: the agent deletes them. */
+  prune: string[];
 }
 
 
@@ -91,6 +110,7 @@ export class TaskSupervisor {
   private async sendPrepared(launches: readonly PlacedLaunch[]): Promise<void> {
     const sent: string[] = [];
     const jobs = new Set<string>();
+    await this.attachResume(launches.map((l) => l.command));
     for (const l of launches) {
       this.busyNodes.add(l.nodeId);
       if (this.deps.sessions.send(l.nodeId, { launch: launchToProto(l.command) })) sent.push(l.command.taskId);
@@ -114,14 +134,163 @@ export class TaskSupervisor {
         this.deps.db,
         gang.map((t) => t.nodeId),
       );
-      for (const t of jobTasks) {
-        const cmd = buildLaunchCommand(job, t, gang, addrs);
+      const cmds = jobTasks.map((t) => ({ t, cmd: buildLaunchCommand(job, t, gang, addrs) }));
+      await this.attachResume(cmds.map((c) => c.cmd));
+      for (const { t, cmd } of cmds) {
         if (this.deps.sessions.send(t.nodeId, { launch: launchToProto(cmd) })) sent.push(t.id);
       }
     }
     await markLaunchSent(this.deps.db, sent);
     // scheduled → provisioning happens in the job's judgement, serialized with the agents' reports.
     await Promise.all([...byJob.keys()].map((jobId) => this.judge(jobId)));
+  }
+
+  /**
+   * Every attempt of a job with a checkpoint URI starts from the job's newest
+   * live checkpoint (any earlier attempt, or this one when it is relaunched):
+   * the controller's record, which only ever holds checkpoints of the attempt
+   * that was current when they were reported (fencing).
+   */
+  private async attachResume(cmds: readonly TaskLaunchCommand[]): Promise<void> {
+    const latest = new Map<string, TaskResumeFrom | null>();
+    for (const cmd of cmds) {
+      if (!cmd.checkpoint) continue;
+      if (!latest.has(cmd.jobId)) {
+        const a = await latestCheckpoint(this.deps.db, cmd.jobId);
+        latest.set(cmd.jobId, a && a.step !== null && a.sha256 !== null && a.attempt <= cmd.attempt ? { uri: a.uri, sha256: a.sha256, step: a.step, attempt: a.attempt } : null);
+      }
+      cmd.resume = latest.get(cmd.jobId) ?? null;
+    }
+  }
+
+  /**
+   * An agent's artifact report: recorded when its attempt is the job's
+   * current one (else refused; see recordArtifactReport). An emergency
+   * checkpoint of a job waiting in checkpointing ends the wait: the job is
+   * requeued and its next attempt resumes from it.
+   */
+  async onArtifact(nodeId: string, report: AgentArtifactReport): Promise<ArtifactAnswer> {
+    const verdict: ArtifactVerdict = await recordArtifactReport(this.deps.db, nodeId, {
+      artifactId: report.artifactId,
+      taskId: report.taskId,
+      jobId: report.jobId,
+      attempt: report.attempt,
+      type: report.type,
+      uri: report.uri,
+      step: report.step,
+      bytes: report.bytes,
+      sha256: report.sha256,
+      emergency: report.emergency,
+    });
+    const log = { jobId: report.jobId, attempt: report.attempt, nodeId, type: report.type, step: report.step, uri: report.uri };
+    if (!verdict.accepted) {
+      this.deps.logger.warn({ ...log, reason: verdict.reason }, `artifact refused: ${verdict.message}`);
+      return { accepted: false, reason: verdict.message, prune: [] };
+    }
+    if (!verdict.duplicate) {
+      this.deps.logger.info({ ...log, bytes: report.bytes, emergency: report.emergency, pruned: verdict.prune.length }, "artifact recorded");
+      this.deps.onJobChanged?.(report.jobId);
+    }
+    if (report.type === "checkpoint" && report.emergency) {
+      await this.serial(report.jobId, async () => {
+        const job = (await this.loadJobs([report.jobId])).get(report.jobId);
+        if (job?.status === "checkpointing" && job.attempt === report.attempt) {
+          await this.requeue(job, "checkpointing", `emergency checkpoint at step ${report.step} uploaded`, { step: report.step, uri: report.uri });
+        }
+      });
+    }
+    return { accepted: true, reason: verdict.duplicate ? "already recorded" : "", prune: verdict.prune };
+  }
+
+  /**
+   * A node's spot interruption notice (and later what became of its
+   * emergency checkpoint). At the notice the node turns preempting (no new
+   * tasks) and each job running there goes running → checkpointing, with a
+   * checkpoint-now to its rank-0 task (the rank that writes checkpoints,
+   * wherever it runs); a job without a checkpoint URI is requeued at once.
+   * The job is requeued when the emergency checkpoint is reported, when
+   * the agent says it failed, or after `checkpointTimeoutMs`; if the node
+   * dies first, node loss requeues it from the last checkpoint.
+   */
+  async onInterruption(nodeId: string, r: AgentInterruptionReport): Promise<void> {
+    const what = `${r.provider} ${r.kind}${r.at ? ` at ${r.at.toISOString()}` : ""}`;
+    if (r.stage === "checkpointed") {
+      this.deps.logger.info({ nodeId, notice: what }, "emergency checkpoints uploaded");
+      return;
+    }
+    if (r.stage === "checkpoint_failed") {
+      for (const jobId of new Set(r.tasks.map((t) => t.jobId))) {
+        await this.serial(jobId, async () => {
+          const job = (await this.loadJobs([jobId])).get(jobId);
+          const attempt = r.tasks.find((t) => t.jobId === jobId)?.attempt;
+          if (job?.status === "checkpointing" && job.attempt === attempt) {
+            await this.requeue(job, "checkpointing", `emergency checkpoint failed (${r.message}); resuming from the last uploaded checkpoint`);
+          }
+        });
+      }
+      return;
+    }
+    await setNodePreempting(this.deps.db, nodeId);
+    this.deps.logger.warn({ nodeId, notice: what, detail: r.detail }, "node preempting");
+    const onNode = await findTasks(this.deps.db, { nodeId, activeOnly: true });
+    for (const jobId of new Set(onNode.map((t) => t.jobId))) {
+      await this.serial(jobId, async () => {
+        const job = (await this.loadJobs([jobId])).get(jobId);
+        if (!job || isTerminal(job.status) || job.status === "requeued" || job.status === "pending") return;
+        if (!onNode.some((t) => t.jobId === jobId && t.attempt === job.attempt)) return;
+        const host = onNode.find((t) => t.jobId === jobId)?.hostname ?? nodeId;
+        const policy = checkpointPolicyOf(job.spec);
+        if (!policy || (job.status !== "running" && job.status !== "checkpointing")) {
+          const why = policy ? `it was still ${job.status}` : "the job has no checkpoint.uri";
+          await this.requeue(job, job.status, `spot interruption notice on ${host} (${what}); ${why}, so it restarts from ${policy ? "its last checkpoint" : "the beginning"}`);
+          return;
+        }
+        if (job.status === "running" && !(await this.transition(jobId, "running", "checkpointing", `spot interruption notice on ${host} (${what}): emergency checkpoint requested`, { nodeId, provider: r.provider, kind: r.kind }))) return;
+        const gang = await findTasks(this.deps.db, { jobId, attempt: job.attempt, activeOnly: true });
+        for (const t of gang.filter((g) => g.nodeRank === 0 || g.unit >= 0)) {
+          this.deps.sessions.send(t.nodeId, {
+            checkpointNow: checkpointNowToProto({ commandId: `ckpt:${t.id}:${what}`, taskId: t.id, jobId, attempt: t.attempt, reason: `spot interruption notice on ${host}` }),
+          });
+        }
+      });
+    }
+    this.deps.onCapacityFreed?.();
+  }
+
+  /** Jobs stuck in checkpointing past the timeout (their emergency checkpoint never came): requeued from the last checkpoint. */
+  async sweepCheckpointing(): Promise<number> {
+    const timeout = this.deps.checkpointTimeoutMs ?? 120_000;
+    const stale = await jobsInStatusSince(this.deps.db, "checkpointing", new Date(this.deps.clock.now().getTime() - timeout));
+    for (const s of stale) {
+      await this.serial(s.id, async () => {
+        const job = (await this.loadJobs([s.id])).get(s.id);
+        if (job?.status === "checkpointing" && job.attempt === s.attempt) {
+          await this.requeue(job, "checkpointing", `no emergency checkpoint within ${Math.round(timeout / 1000)} s; resuming from the last uploaded checkpoint`);
+        }
+      });
+    }
+    return stale.length;
+  }
+
+  /**
+   * Ends the job's current attempt and queues the next: every active task of
+   * the attempt is stopped, the job goes `from` → requeued → pending with
+   * attempt + 1 (or fails when its attempts are used up). The next attempt
+   * resumes from the newest recorded checkpoint (attachResume).
+   */
+  private async requeue(job: JobBrief, from: JobStatus, reason: string, details: Record<string, unknown> = {}): Promise<void> {
+    const tasks = await findTasks(this.deps.db, { jobId: job.id, attempt: job.attempt, activeOnly: true });
+    for (const t of tasks) this.sendStop(t, reason);
+    if (job.attempt >= job.max_attempts) {
+      await this.transition(job.id, from, "failed", `${reason}; no attempts left (max_attempts ${job.max_attempts})`, details);
+      return;
+    }
+    if (!(await this.transition(job.id, from, "requeued", reason, details))) return;
+    const ckpt = await latestCheckpoint(this.deps.db, job.id);
+    const resume = ckpt?.step != null ? `; resumes from the checkpoint at step ${ckpt.step} (attempt ${ckpt.attempt})` : "";
+    // Tasks of the old attempt that still run are stopped (above, and by reconcile: their attempt is stale) and free their GPUs then.
+    await this.transition(job.id, "requeued", "pending", `attempt ${job.attempt + 1} of ${job.max_attempts} after: ${reason}${resume}`);
+    this.deps.onCapacityFreed?.();
   }
 
   /** Stops every active task of a job (cancel). The tasks end when their agents confirm. */
@@ -266,11 +435,16 @@ export class TaskSupervisor {
 
   /** Re-judges a job (e.g. after cancel, so tasks of a cancelled job are stopped). */
   judge(jobId: string): Promise<void> {
+    return this.serial(jobId, () => this.judgeNow(jobId));
+  }
+
+  /** Decisions about one job run one at a time, in order. */
+  private serial(jobId: string, fn: () => Promise<void>): Promise<void> {
     const prev = this.perJob.get(jobId) ?? Promise.resolve();
     const next = prev
-      .then(() => this.judgeNow(jobId))
+      .then(fn)
       .catch((err: unknown) => {
-        this.deps.logger.error({ err, jobId }, "judging the job's tasks failed");
+        this.deps.logger.error({ err, jobId }, "deciding about the job failed");
       })
       .finally(() => {
         if (this.perJob.get(jobId) === next) this.perJob.delete(jobId);
@@ -326,18 +500,9 @@ export class TaskSupervisor {
         await this.transition(jobId, null, "failed", verdict.reason, { taskId: verdict.task.id, exitCode: verdict.task.exitCode });
         return;
       }
-      case "lost": {
-        for (const t of tasks) if (t.state === "assigned" || t.state === "running") this.sendStop(t, `a peer was lost: ${verdict.reason}`);
-        if (job.attempt >= job.max_attempts) {
-          await this.transition(jobId, null, "failed", `${verdict.reason}; no attempts left (max_attempts ${job.max_attempts})`, { taskId: verdict.task.id });
-          return;
-        }
-        if (!(await this.transition(jobId, null, "requeued", verdict.reason, { taskId: verdict.task.id }))) return;
-        // Tasks of the old attempt that still run are stopped by reconcile (their attempt is stale) and free their GPUs then.
-        await this.transition(jobId, "requeued", "pending", `attempt ${job.attempt + 1} of ${job.max_attempts} after: ${verdict.reason}`);
-        this.deps.onCapacityFreed?.();
+      case "lost":
+        await this.requeue({ ...job, status }, status, verdict.reason, { taskId: verdict.task.id });
         return;
-      }
     }
   }
 
@@ -380,7 +545,25 @@ function describeNodes(tasks: readonly TaskRecord[]): string {
   return tasks.map((t) => `${t.hostname}${t.unit >= 0 ? ` (unit ${t.unit})` : ` (rank ${t.nodeRank})`}`).join(", ");
 }
 
-type SpecJson = { entrypoint?: Record<string, unknown>; execution?: { tasks?: number } };
+type SpecJson = {
+  entrypoint?: Record<string, unknown>;
+  execution?: { tasks?: number };
+  checkpoint?: { uri?: string; keep?: number; interval_steps?: number; interval_seconds?: number; trigger?: string };
+  data?: { dataset?: string; dataset_kind?: string; fetch?: boolean };
+};
+
+/** The job's checkpoint policy from its stored spec; null without a checkpoint.uri. */
+export function checkpointPolicyOf(spec: Record<string, unknown> | string): TaskCheckpointPolicy | null {
+  const c = parseSpec(spec).checkpoint;
+  if (!c?.uri) return null;
+  return {
+    uri: c.uri,
+    keep: c.keep ?? 3,
+    intervalSteps: c.interval_steps ?? null,
+    intervalSeconds: c.interval_seconds ?? null,
+    trigger: c.trigger === "file" ? "file" : "signal",
+  };
+}
 
 function parseSpec(spec: Record<string, unknown> | string): SpecJson {
   return (typeof spec === "string" ? JSON.parse(spec) : spec) as SpecJson;
@@ -429,5 +612,14 @@ export function buildLaunchCommand(
     hosts: peers.map((t) => ({ host: addrs.get(t.nodeId)?.host ?? t.hostname, slots: Math.max(1, t.gpuIndices.length), port: t.masterPort })),
     unit: task.unit,
     cpuProcesses: 0,
+    checkpoint: checkpointPolicyOf(job.spec),
+    resume: null,
+    datasetUri: datasetToFetch(parseSpec(job.spec)),
   };
+}
+
+/** The dataset URI when the spec asks the agent to fetch it (data.fetch) from an object store. */
+function datasetToFetch(spec: SpecJson): string {
+  const d = spec.data;
+  return d?.fetch && d.dataset && /^(s3|gs|az|minio|file):\/\//i.test(d.dataset) ? d.dataset : "";
 }
