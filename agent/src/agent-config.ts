@@ -47,6 +47,24 @@ export const agentConfigSchema = z.object({
   codeDir: z.string().min(1).optional(),
   /** Grace before SIGKILL when stopping a task without a grace of its own, and at agent shutdown. */
   stopGraceMs: z.number().int().min(0).default(10_000),
+  /**
+   * Spot interruption notices (`GPUORCH_INTERRUPTION`): auto (default) polls
+   * the provider's metadata service on spot nodes of aws/gcp/azure; off; or
+   * a provider to poll regardless of the labels.
+   */
+  interruption: z.enum(["off", "auto", "aws", "gcp", "azure"]).default("auto"),
+  /** Base URL the notices are read from instead of the provider's own (tests, proxies). Default: imdsEndpoint. */
+  interruptionEndpoint: z.url({ protocol: /^https?$/ }).optional(),
+  /** Poll period; default per provider (AWS 5 s, GCP 1 s, Azure 5 s). */
+  interruptionIntervalMs: z.number().int().min(50).max(60_000).optional(),
+  /** How long an emergency checkpoint may take: the job's checkpoint plus its upload. */
+  checkpointNowTimeoutMs: z.number().int().min(100).default(120_000),
+  /** How often a task's checkpoint directory is scanned for complete checkpoints. */
+  checkpointPollMs: z.number().int().min(10).default(1_000),
+  /** Object-store endpoints for S3-compatible gateways, Azurite or a GCS emulator; credentials come from each provider's standard chain. */
+  s3Endpoint: z.url({ protocol: /^https?$/ }).optional(),
+  azureEndpoint: z.url({ protocol: /^https?$/ }).optional(),
+  gcsEndpoint: z.url({ protocol: /^https?$/ }).optional(),
   /** Reconnect backoff: first ceiling and cap (jittered exponential). */
   reconnectBaseMs: z.number().int().min(1).default(500),
   reconnectMaxMs: z.number().int().min(1).default(30_000),

@@ -1,5 +1,6 @@
+import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { isAppError, toAppError } from "@gpuorch/core";
+import { type AgentArtifactReport, type AgentInterruptionReport, isAppError, toAppError } from "@gpuorch/core";
 import { AgentClient } from "@gpuorch/rpc";
 import { type Logger, ShutdownManager, type SignalSource, createLogger, loadConfig } from "@gpuorch/runtime";
 import { agentConfigSchema } from "./agent-config.js";
@@ -12,7 +13,12 @@ import { registrationFromInventory, samplesFromGpus } from "./link/registration.
 import { collectNodeInventory } from "./node-inventory.js";
 import { resolveNodeLabels } from "./imds/node-labels.js";
 import { TaskManager } from "./tasks/task-manager.js";
-import { launchFromProto, stopFromProto } from "@gpuorch/rpc";
+import { checkpointNowFromProto, launchFromProto, stopFromProto } from "@gpuorch/rpc";
+import { type OpenStoreOptions, openObjectStore } from "@gpuorch/storage";
+import { deleteCheckpoint, MANIFEST_NAME } from "./checkpoints/checkpoints.js";
+import { ArtifactOutbox } from "./link/artifact-outbox.js";
+import { CLOUD_PROVIDERS, type CloudProvider } from "./imds/index.js";
+import { InterruptionWatcher, type InterruptionNotice } from "./imds/interruption.js";
 
 export const RUN_USAGE = `run options:
   --controller HOST:PORT  controller gRPC address (env GPUORCH_CONTROLLER)
@@ -32,6 +38,15 @@ export const RUN_USAGE = `run options:
   --python PATH           python for .py entrypoints (default python3)
   --code-dir DIR          relative entrypoint paths start here (default the current directory)
   --stop-grace-ms MS      SIGTERM → SIGKILL grace when stopping tasks (default 10000)
+  --interruption off|auto|aws|gcp|azure
+                          poll spot interruption notices (env GPUORCH_INTERRUPTION; default auto:
+                          on spot nodes of aws/gcp/azure)
+  --interruption-endpoint URL  metadata service the notices are read from (default --imds-endpoint)
+  --interruption-interval-ms MS  poll period (default AWS 5000, GCP 1000, Azure 5000)
+  --checkpoint-now-timeout-ms MS  how long an emergency checkpoint may take (default 120000)
+  --checkpoint-poll-ms MS how often checkpoint directories are scanned (default 1000)
+  --s3-endpoint URL --azure-endpoint URL --gcs-endpoint URL
+                          object-store endpoints (S3-compatible gateways, Azurite, emulators)
   --log-level LEVEL       default warn
   --config FILE           YAML/JSON config file
 `;
@@ -74,6 +89,14 @@ export async function runDaemon(argv: readonly string[], io: RunIo): Promise<num
         python: { type: "string" },
         "code-dir": { type: "string" },
         "stop-grace-ms": { type: "string" },
+        interruption: { type: "string" },
+        "interruption-endpoint": { type: "string" },
+        "interruption-interval-ms": { type: "string" },
+        "checkpoint-now-timeout-ms": { type: "string" },
+        "checkpoint-poll-ms": { type: "string" },
+        "s3-endpoint": { type: "string" },
+        "azure-endpoint": { type: "string" },
+        "gcs-endpoint": { type: "string" },
         "log-level": { type: "string" },
         config: { type: "string" },
       },
@@ -110,6 +133,14 @@ export async function runDaemon(argv: readonly string[], io: RunIo): Promise<num
         pythonPath: values.python,
         codeDir: values["code-dir"],
         stopGraceMs: num(values["stop-grace-ms"]),
+        interruption: values.interruption,
+        interruptionEndpoint: values["interruption-endpoint"],
+        interruptionIntervalMs: num(values["interruption-interval-ms"]),
+        checkpointNowTimeoutMs: num(values["checkpoint-now-timeout-ms"]),
+        checkpointPollMs: num(values["checkpoint-poll-ms"]),
+        s3Endpoint: values["s3-endpoint"],
+        azureEndpoint: values["azure-endpoint"],
+        gcsEndpoint: values["gcs-endpoint"],
         logLevel: values["log-level"],
       },
       env: io.env,
@@ -150,6 +181,35 @@ export async function runDaemon(argv: readonly string[], io: RunIo): Promise<num
       },
     });
     const client = new AgentClient({ address: config.controller, token: config.token });
+    const storeOptions: OpenStoreOptions = {
+      ...(config.s3Endpoint ? { s3Endpoint: config.s3Endpoint } : {}),
+      ...(config.azureEndpoint ? { azureEndpoint: config.azureEndpoint } : {}),
+      ...(config.gcsEndpoint ? { gcsEndpoint: config.gcsEndpoint } : {}),
+    };
+    // Interruption reports wait here while the controller is unreachable (they are few).
+    const unsentInterruptions: AgentInterruptionReport[] = [];
+    const sendInterruption = (r: AgentInterruptionReport): void => {
+      if (!link?.sendInterruption(r)) unsentInterruptions.push(r);
+    };
+    /** Deletes checkpoints (manifest URIs) or plain objects: retention, and uploads the controller refused. */
+    const deleteObjects = async (uris: readonly string[]): Promise<void> => {
+      for (const uri of uris) {
+        try {
+          const { store, location } = openObjectStore(uri, storeOptions);
+          if (location.key.endsWith(`/${MANIFEST_NAME}`)) await deleteCheckpoint(store, location.key);
+          else await store.delete([location.key]);
+        } catch (err) {
+          logger.warn({ uri, err: toAppError(err).message }, "deleting an artifact's objects failed");
+        }
+      }
+    };
+    const outbox = new ArtifactOutbox({
+      file: join(config.workDir, "artifact-outbox.json"),
+      send: (r: AgentArtifactReport) => link?.sendArtifact(r) ?? false,
+      logger: logger.child({ component: "artifacts" }),
+      // A refused upload belongs to an attempt that is over (fencing): its objects are garbage.
+      onRefused: (r) => void deleteObjects([r.uri]),
+    });
     const tasks = new TaskManager({
       workDir: config.workDir,
       logger: logger.child({ component: "tasks" }),
@@ -158,6 +218,22 @@ export async function runDaemon(argv: readonly string[], io: RunIo): Promise<num
       stopGraceMs: config.stopGraceMs,
       onStatus: (report) => link?.sendTaskStatus(report),
       onLogs: (chunk) => link?.sendLogs(chunk),
+      onArtifact: (r) => outbox.add(r),
+      onCheckpointNow: (cmd, result) => {
+        if (result.ok) return;
+        sendInterruption({
+          provider: "",
+          kind: "checkpoint-now",
+          at: null,
+          detail: cmd.reason,
+          stage: "checkpoint_failed",
+          message: result.message,
+          tasks: [{ taskId: cmd.taskId, jobId: cmd.jobId, attempt: cmd.attempt }],
+        });
+      },
+      storeOptions,
+      checkpointPollMs: config.checkpointPollMs,
+      checkpointNowTimeoutMs: config.checkpointNowTimeoutMs,
     });
     const recovered = await tasks.recover();
     if (recovered > 0) logger.warn({ tasks: recovered }, "stopped tasks an earlier agent process left running; reporting them lost");
@@ -170,6 +246,9 @@ export async function runDaemon(argv: readonly string[], io: RunIo): Promise<num
           else if (res.stop) tasks.stop(stopFromProto(res.stop));
           else if (res.drain) tasks.setDraining(res.drain.drain);
           else if (res.forget) tasks.forget(res.forget.taskIds);
+          else if (res.checkpointNow) tasks.checkpointNow(checkpointNowFromProto(res.checkpointNow));
+          else if (res.artifactAck) outbox.ack(res.artifactAck.artifactId, res.artifactAck.accepted, res.artifactAck.reason);
+          else if (res.deleteArtifacts) void deleteObjects(res.deleteArtifacts.uris);
         } catch (err) {
           logger.error({ err: toAppError(err).message }, "bad command from the controller; ignored");
         }
@@ -181,13 +260,32 @@ export async function runDaemon(argv: readonly string[], io: RunIo): Promise<num
       logger: logger.child({ component: "link" }),
       heartbeatSeconds: config.heartbeatSeconds,
       backoff: { baseMs: Math.min(config.reconnectBaseMs, config.reconnectMaxMs), maxMs: config.reconnectMaxMs, jitter: "full" },
-      onStateChange: (state) => logger.debug({ state }, "link state"),
+      onStateChange: (state) => {
+        logger.debug({ state }, "link state");
+        if (state !== "connected") return;
+        outbox.resendAll();
+        for (const r of unsentInterruptions.splice(0)) sendInterruption(r);
+      },
     });
+    const interruptionProvider = pickInterruptionProvider(config.interruption, resolved.labels);
+    const watcher = interruptionProvider
+      ? new InterruptionWatcher({
+          provider: interruptionProvider,
+          logger: logger.child({ component: "interruption" }),
+          ...(config.interruptionIntervalMs !== undefined ? { intervalMs: config.interruptionIntervalMs } : {}),
+          ...((config.interruptionEndpoint ?? config.imdsEndpoint) ? { endpoint: config.interruptionEndpoint ?? config.imdsEndpoint } : {}),
+          onNotice: (notice) => onInterruptionNotice(notice, tasks, sendInterruption),
+        })
+      : null;
     return await new Promise<number>((resolve) => {
       const shutdown = new ShutdownManager({ logger, timeoutMs: 10_000, onDone: resolve });
       shutdown.add("grpc-client", async () => client.close());
       sampler.start();
       shutdown.add("gpu-sampler", () => sampler.stop());
+      if (watcher) {
+        watcher.start();
+        shutdown.add("interruption-watcher", () => watcher.stop());
+      }
       const started = link!;
       started.start();
       shutdown.add("link", () => started.stop());
@@ -200,5 +298,32 @@ export async function runDaemon(argv: readonly string[], io: RunIo): Promise<num
     const err = toAppError(e);
     io.stderr(`gpuorch-agent run: ${err.message}${isAppError(e) ? "" : " (unexpected)"}\n`);
     return 1;
+  }
+}
+
+/** Which provider's notices to poll: auto polls spot nodes of aws/gcp/azure only (on-demand and on-prem nodes are not preempted). */
+export function pickInterruptionProvider(mode: string, labels: { provider: string; spot: boolean }): CloudProvider | null {
+  if (mode === "off") return null;
+  if (mode !== "auto") return mode as CloudProvider;
+  return labels.spot && (CLOUD_PROVIDERS as readonly string[]).includes(labels.provider) ? (labels.provider as CloudProvider) : null;
+}
+
+/**
+ * A spot interruption notice: the controller hears of it at once (the node
+ * turns preempting and its jobs checkpointing), every running task with a
+ * checkpoint URI takes an emergency checkpoint, and the outcome follows.
+ */
+async function onInterruptionNotice(notice: InterruptionNotice, tasks: TaskManager, send: (r: AgentInterruptionReport) => void): Promise<void> {
+  const base = { provider: notice.provider, kind: notice.kind, at: notice.at, detail: notice.detail };
+  const live = tasks.reports().filter((r) => r.state === "running" || r.state === "starting");
+  send({ ...base, stage: "notice", message: "", tasks: live.map((r) => ({ taskId: r.taskId, jobId: r.jobId, attempt: r.attempt })) });
+  const results = await tasks.checkpointAllNow(`spot interruption notice (${notice.provider} ${notice.kind})`);
+  const ok = results.filter((r) => r.result.ok);
+  const failed = results.filter((r) => !r.result.ok);
+  const ref = (r: (typeof results)[number]) => ({ taskId: r.taskId, jobId: r.jobId, attempt: r.attempt });
+  if (ok.length > 0) send({ ...base, stage: "checkpointed", message: "", tasks: ok.map(ref) });
+  if (failed.length > 0) {
+    const message = failed.map((f) => (f.result.ok ? "" : f.result.message)).join("; ");
+    send({ ...base, stage: "checkpoint_failed", message, tasks: failed.map(ref) });
   }
 }

@@ -5,7 +5,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { type S3Store, createFileStore, createS3Store } from "@gpuorch/storage";
 import { S3RVER_CREDENTIALS, type S3rverProcess, startS3rver } from "@gpuorch/testing";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { CHECKPOINT_MARKER, MANIFEST_NAME, checkpointKeyPrefix, downloadCheckpoint, pruneCheckpoints, scanCheckpoints, uploadCheckpoint } from "./checkpoints.js";
+import { CHECKPOINT_MARKER, MANIFEST_NAME, checkpointKeyPrefix, deleteCheckpoint, downloadCheckpoint, scanCheckpoints, uploadCheckpoint } from "./checkpoints.js";
 
 const JOB = "0197a0c0-0000-7000-8000-000000000001";
 const sha = (b: Buffer | string): string => createHash("sha256").update(b).digest("hex");
@@ -51,7 +51,7 @@ describe("checkpoint contract over a real object store (file://)", () => {
     const progress: number[] = [];
     const store = createFileStore();
     const up = await uploadCheckpoint(store, bucket, ckpt!, { jobId: JOB, attempt: 2, now: new Date("2026-11-23T12:00:00Z") }, { onProgress: (d) => progress.push(d) });
-    const prefix = checkpointKeyPrefix(bucket, JOB, 1200);
+    const prefix = checkpointKeyPrefix(bucket, JOB, 2, 1200);
     expect(up).toMatchObject({ step: 1200, manifestKey: prefix + MANIFEST_NAME, bytes: model.length + 4 });
     const manifestText = readFileSync(prefix + MANIFEST_NAME, "utf8");
     expect(up.sha256).toBe(sha(manifestText));
@@ -86,33 +86,32 @@ describe("checkpoint contract over a real object store (file://)", () => {
     expect(existsSync(dest)).toBe(false);
 
     // Same size, different bytes: only the checksum can tell.
-    writeFileSync(checkpointKeyPrefix(bucket, JOB, 10) + "model.pt", "WEIGHTS");
+    writeFileSync(checkpointKeyPrefix(bucket, JOB, 1, 10) + "model.pt", "WEIGHTS");
     await expect(downloadCheckpoint(store, up.manifestKey, up.sha256, dest, { attempts: 2, sleep: async () => {} })).rejects.toThrow(/failed verification|sha256/);
     expect(existsSync(dest)).toBe(false);
     expect(readdirSync(dir).filter((n) => n.startsWith("resume"))).toEqual([]);
   });
 
-  it("keeps the newest K complete checkpoints, deletes older ones (manifest first) and never an upload in progress", async () => {
+  it("keeps attempts apart: the same step of two attempts never shares an object", async () => {
     const store = createFileStore();
-    for (const step of [100, 200, 300, 400]) {
-      writeCheckpoint(step, { "model.pt": `w${step}` });
-    }
-    for (const c of await scanCheckpoints(local)) await uploadCheckpoint(store, bucket, c, { jobId: JOB, attempt: 1, now: new Date() });
-    // An upload of step 500 in progress (files, no manifest yet) and a stale incomplete step 50.
-    for (const step of [50, 500]) {
-      const p = checkpointKeyPrefix(bucket, JOB, step);
-      mkdirSync(p, { recursive: true });
-      writeFileSync(p + "model.pt", "partial");
-    }
-    const deleted = await pruneCheckpoints(store, bucket, JOB, 2);
-    expect(deleted).toEqual([50, 100, 200]);
-    for (const step of [50, 100, 200]) {
-      expect(existsSync(checkpointKeyPrefix(bucket, JOB, step) + "model.pt")).toBe(false);
-      expect(existsSync(checkpointKeyPrefix(bucket, JOB, step) + MANIFEST_NAME)).toBe(false);
-    }
-    for (const step of [300, 400]) expect(existsSync(checkpointKeyPrefix(bucket, JOB, step) + MANIFEST_NAME)).toBe(true);
-    expect(existsSync(checkpointKeyPrefix(bucket, JOB, 500) + "model.pt")).toBe(true);
-    expect(await pruneCheckpoints(store, bucket, JOB, 2)).toEqual([]);
+    writeCheckpoint(100, { "model.pt": "attempt one" });
+    const a1 = await uploadCheckpoint(store, bucket, (await scanCheckpoints(local))[0]!, { jobId: JOB, attempt: 1, now: new Date() });
+    writeCheckpoint(100, { "model.pt": "attempt two" });
+    const a2 = await uploadCheckpoint(store, bucket, (await scanCheckpoints(local))[0]!, { jobId: JOB, attempt: 2, now: new Date() });
+    expect(a1.manifestKey).not.toBe(a2.manifestKey);
+    expect(readFileSync(checkpointKeyPrefix(bucket, JOB, 1, 100) + "model.pt", "utf8")).toBe("attempt one");
+    expect(readFileSync(checkpointKeyPrefix(bucket, JOB, 2, 100) + "model.pt", "utf8")).toBe("attempt two");
+  });
+
+  it("deletes one checkpoint, manifest first, and refuses a key that is not a manifest", async () => {
+    const store = createFileStore();
+    writeCheckpoint(300, { "model.pt": "w", "optim/state.pt": "o" });
+    const up = await uploadCheckpoint(store, bucket, (await scanCheckpoints(local))[0]!, { jobId: JOB, attempt: 1, now: new Date() });
+    expect(await deleteCheckpoint(store, up.manifestKey)).toBe(3);
+    const prefix = checkpointKeyPrefix(bucket, JOB, 1, 300);
+    for (const f of [MANIFEST_NAME, "model.pt", "optim/state.pt"]) expect(existsSync(prefix + f)).toBe(false);
+    expect(await deleteCheckpoint(store, up.manifestKey)).toBe(1); // already gone: not an error
+    await expect(deleteCheckpoint(store, prefix + "model.pt")).rejects.toThrow(/not a checkpoint manifest/);
   });
 });
 
@@ -131,7 +130,7 @@ describe("checkpoint contract over a real S3 API (s3rver)", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it("uploads, resumes from the recorded manifest, and prunes to the newest K", async () => {
+  it("uploads, resumes from the recorded manifest, and deletes a checkpoint", async () => {
     const local = join(dir, "ckpt");
     const bodies = new Map<number, Buffer>();
     for (const step of [5, 10, 15]) {
@@ -143,16 +142,16 @@ describe("checkpoint contract over a real S3 API (s3rver)", () => {
     }
     const ups = [];
     for (const c of await scanCheckpoints(local)) ups.push(await uploadCheckpoint(store, "runs", c, { jobId: JOB, attempt: 1, now: new Date() }));
-    expect(ups.map((u) => u.uri)).toEqual([5, 10, 15].map((s) => `s3://ckpts/runs/${JOB}/step-${String(s).padStart(12, "0")}/${MANIFEST_NAME}`));
+    expect(ups.map((u) => u.uri)).toEqual([5, 10, 15].map((s) => `s3://ckpts/runs/${JOB}/attempt-1/step-${String(s).padStart(12, "0")}/${MANIFEST_NAME}`));
 
     const dest = join(dir, "resume");
     const latest = ups.at(-1)!;
     expect(await downloadCheckpoint(store, latest.manifestKey, latest.sha256, dest)).toMatchObject({ step: 15 });
     expect(readFileSync(join(dest, "model.pt")).equals(bodies.get(15)!)).toBe(true);
 
-    expect(await pruneCheckpoints(store, "runs", JOB, 2)).toEqual([5]);
+    expect(await deleteCheckpoint(store, ups[0]!.manifestKey)).toBe(2);
     expect(await store.head(ups[0]!.manifestKey)).toBeNull();
-    expect(await store.head(`runs/${JOB}/step-000000000005/model.pt`)).toBeNull();
+    expect(await store.head(`runs/${JOB}/attempt-1/step-000000000005/model.pt`)).toBeNull();
     expect(await store.head(ups[1]!.manifestKey)).not.toBeNull();
   });
 });

@@ -11,12 +11,15 @@ import type { ObjectStore } from "@gpuorch/storage";
  * creating the file `COMPLETE` in that directory last. A directory without
  * the marker is still being written and is never uploaded or used.
  *
- * In the object store a checkpoint is `<base>/<job id>/step-<step, 12
- * digits>/<files…>` plus `gpuorch-manifest.json`, written after every file
+ * In the object store a checkpoint is `<base>/<job id>/attempt-<n>/step-<step,
+ * 12 digits>/<files…>` plus `gpuorch-manifest.json`, written after every file
  * was uploaded and verified: a checkpoint without its manifest is
  * incomplete (an upload cut off midway) and is never used. The manifest
  * lists each file's size and SHA-256; its own SHA-256 is what the
- * controller records in job_artifacts, and a download checks both.
+ * controller records in job_artifacts, and a download checks both. Keys
+ * carry the attempt, so an older attempt still running somewhere (a
+ * partitioned node) can never overwrite a newer attempt's objects; which
+ * checkpoints count, and which retention deletes, is the controller's call.
  */
 export const CHECKPOINT_MARKER = "COMPLETE";
 export const MANIFEST_NAME = "gpuorch-manifest.json";
@@ -86,10 +89,15 @@ async function listFiles(dir: string): Promise<string[]> {
   return out;
 }
 
-/** `<base>/<job>/step-000000001200/`: zero-padded so listing order is step order. */
-export function checkpointKeyPrefix(base: string, jobId: string, step: number): string {
+/** `<base>/<job>/attempt-<n>/`: everything one attempt writes (checkpoints, logs). */
+export function attemptKeyPrefix(base: string, jobId: string, attempt: number): string {
   const b = base.replace(/\/+$/, "");
-  return `${b ? `${b}/` : ""}${jobId}/step-${String(step).padStart(12, "0")}/`;
+  return `${b ? `${b}/` : ""}${jobId}/attempt-${attempt}/`;
+}
+
+/** `<base>/<job>/attempt-<n>/step-000000001200/`: zero-padded so listing order is step order. */
+export function checkpointKeyPrefix(base: string, jobId: string, attempt: number, step: number): string {
+  return `${attemptKeyPrefix(base, jobId, attempt)}step-${String(step).padStart(12, "0")}/`;
 }
 
 export interface RetryOptions {
@@ -138,7 +146,7 @@ export async function uploadCheckpoint(
   meta: { jobId: string; attempt: number; now: Date },
   opts: CheckpointTransferOptions = {},
 ): Promise<UploadedCheckpoint> {
-  const prefix = checkpointKeyPrefix(base, meta.jobId, ckpt.step);
+  const prefix = checkpointKeyPrefix(base, meta.jobId, meta.attempt, ckpt.step);
   const sizes = await Promise.all(ckpt.files.map(async (f) => (await stat(join(ckpt.dir, f))).size));
   const total = sizes.reduce((a, b) => a + b, 0);
   let doneBefore = 0;
@@ -240,33 +248,18 @@ export function sha256Text(s: string): string {
 }
 
 /**
- * Retention: deletes every object of the job's checkpoints except the
- * newest `keep` steps that have a manifest (incomplete uploads older than
- * the oldest kept step go too). Returns the steps deleted.
+ * Deletes one uploaded checkpoint given its manifest key: the manifest
+ * first (so a half-deleted checkpoint never looks complete), then every
+ * other object under its step prefix. Absent objects are not an error.
  */
-export async function pruneCheckpoints(store: ObjectStore, base: string, jobId: string, keep: number, opts: { signal?: AbortSignal } = {}): Promise<number[]> {
-  const root = checkpointKeyPrefix(base, jobId, 0).replace(/step-0+\/$/, "");
-  const byStep = new Map<number, { keys: string[]; complete: boolean }>();
-  for await (const o of store.list(root, opts)) {
-    const m = /step-(\d{12})\/(.+)$/.exec(o.key.slice(root.length));
-    if (!m) continue;
-    const step = Number(m[1]);
-    const e = byStep.get(step) ?? { keys: [], complete: false };
-    e.keys.push(o.key);
-    if (m[2] === MANIFEST_NAME) e.complete = true;
-    byStep.set(step, e);
+export async function deleteCheckpoint(store: ObjectStore, manifestKey: string, opts: { signal?: AbortSignal } = {}): Promise<number> {
+  if (!manifestKey.endsWith(`/${MANIFEST_NAME}`)) {
+    throw AppError.invalid(`${store.uriOf(manifestKey)} is not a checkpoint manifest`, [{ field: "uri", message: `must end with /${MANIFEST_NAME}` }]);
   }
-  const complete = [...byStep].filter(([, e]) => e.complete).map(([s]) => s).sort((a, b) => b - a);
-  const kept = new Set(complete.slice(0, Math.max(1, keep)));
-  if (kept.size === 0) return [];
-  // An incomplete step newer than the oldest kept one may be an upload in progress: left alone.
-  const oldestKept = Math.min(...kept);
-  const doomed = [...byStep].filter(([s, e]) => !kept.has(s) && (e.complete || s < oldestKept));
-  // Manifest first: a half-deleted checkpoint must never look complete.
-  for (const [, e] of doomed) {
-    const manifest = e.keys.filter((k) => k.endsWith(`/${MANIFEST_NAME}`));
-    await store.delete(manifest, opts);
-    await store.delete(e.keys.filter((k) => !manifest.includes(k)), opts);
-  }
-  return doomed.map(([s]) => s).sort((a, b) => a - b);
+  const prefix = manifestKey.slice(0, manifestKey.length - MANIFEST_NAME.length);
+  await store.delete([manifestKey], opts);
+  const rest: string[] = [];
+  for await (const o of store.list(prefix, opts)) rest.push(o.key);
+  await store.delete(rest, opts);
+  return rest.length + 1;
 }

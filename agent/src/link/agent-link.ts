@@ -1,6 +1,6 @@
-import { AppError, type AgentTaskReport, type GpuSample, type NodeRegistration, type TaskLogChunk, isAppError } from "@gpuorch/core";
+import { AppError, type AgentArtifactReport, type AgentInterruptionReport, type AgentTaskReport, type GpuSample, type NodeRegistration, type TaskLogChunk, isAppError } from "@gpuorch/core";
 import type { ConnectRequest, ConnectResponse, RegisterRequest, RegisterResponse } from "@gpuorch/proto";
-import { fromServiceError, gpuSampleToProto, logChunkToProto, nodeRegistrationToProto, taskReportToProto } from "@gpuorch/rpc";
+import { artifactReportToProto, fromServiceError, gpuSampleToProto, interruptionToProto, logChunkToProto, nodeRegistrationToProto, taskReportToProto } from "@gpuorch/rpc";
 import { type BackoffOptions, type Logger, backoffDelay, sleep } from "@gpuorch/runtime";
 import type { NodeIdStore } from "./node-id-store.js";
 
@@ -95,6 +95,20 @@ export class AgentLink {
   /** A task changed: sent at once when connected (otherwise the next heartbeat's full list carries it). */
   sendTaskStatus(report: AgentTaskReport): void {
     if (this.call && this.id && this.currentState === "connected") this.call.write({ nodeId: this.id, taskStatus: taskReportToProto(report) });
+  }
+
+  /** An artifact report: written when connected (true); the outbox resends it otherwise. */
+  sendArtifact(report: AgentArtifactReport): boolean {
+    if (!(this.call && this.id && this.currentState === "connected")) return false;
+    this.call.write({ nodeId: this.id, artifact: artifactReportToProto(report) });
+    return true;
+  }
+
+  /** An interruption report: written when connected (true). */
+  sendInterruption(report: AgentInterruptionReport): boolean {
+    if (!(this.call && this.id && this.currentState === "connected")) return false;
+    this.call.write({ nodeId: this.id, interruption: interruptionToProto(report) });
+    return true;
   }
 
   /** Output: sent at once when connected, else queued (bounded; the oldest lines go first). */

@@ -119,6 +119,9 @@ function launchCmd(shell: string, over: Partial<TaskLaunchCommand> = {}): TaskLa
     hosts: [],
     unit: -1,
     cpuProcesses: 0,
+    checkpoint: null,
+    resume: null,
+    datasetUri: "",
     ...over,
   };
 }

@@ -1,19 +1,26 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { dirname, extname, isAbsolute, join, resolve } from "node:path";
+import { randomUUID } from "node:crypto";
+import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, type WriteStream, writeFileSync } from "node:fs";
+import { basename, dirname, extname, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
   AppError,
+  type AgentArtifactReport,
   type AgentTaskReport,
   type AgentTaskState,
   type TaskEntrypoint,
   type TaskLaunchCommand,
   type TaskLogChunk,
   type TaskLogLine,
+  type TaskCheckpointNowCommand,
   type TaskStopCommand,
   toAppError,
 } from "@gpuorch/core";
 import { type Logger, processGroupAlive, signalProcessGroup, waitProcessGroupGone } from "@gpuorch/runtime";
-import { type LaunchEntrypoint, type LauncherPaths, buildLaunch, startTask, type TaskHandle } from "../launcher/index.js";
+import { type ObjectStore, type OpenStoreOptions, openObjectStore } from "@gpuorch/storage";
+import { attemptKeyPrefix, downloadCheckpoint } from "../checkpoints/checkpoints.js";
+import { type CheckpointNowResult, TaskCheckpointer, checkpointPaths } from "../checkpoints/task-checkpointer.js";
+import { type LaunchEntrypoint, type LauncherPaths, attemptWorkDir, buildLaunch, startTask, type TaskHandle } from "../launcher/index.js";
+import { signalWorkers } from "./process-tree.js";
 
 export interface TaskManagerDeps {
   /** The agent's work root: attempts run under `<workDir>/<jobId>/attempt-<n>`, task records in `<workDir>/tasks`. */
@@ -32,6 +39,19 @@ export interface TaskManagerDeps {
   /** Output batching: a chunk goes when it has this many lines or is this old. */
   logBatchLines?: number;
   logBatchMs?: number;
+  /** An object the agent uploaded and verified (checkpoint, log): to the controller, via the outbox. */
+  onArtifact?: (report: AgentArtifactReport) => void;
+  /** A checkpoint-now request ended (done or failed). */
+  onCheckpointNow?: (cmd: TaskCheckpointNowCommand, result: CheckpointNowResult) => void;
+  /** Endpoints for object stores (tests, on-prem gateways); credentials come from the providers' chains. */
+  storeOptions?: OpenStoreOptions;
+  /** How often a task's checkpoint directory is scanned. Default 1 s. */
+  checkpointPollMs?: number;
+  /** How long a task's end waits for its last checkpoint and log upload. Default 300 s. */
+  finalUploadTimeoutMs?: number;
+  /** How long a checkpoint-now waits for the job's checkpoint. Default 120 s. */
+  checkpointNowTimeoutMs?: number;
+  newId?: () => string;
 }
 
 interface Entry {
@@ -43,6 +63,11 @@ interface Entry {
   tail: string[];
   pending: TaskLogLine[];
   flushTimer: ReturnType<typeof setTimeout> | null;
+  checkpointer?: TaskCheckpointer | null;
+  /** This node's output of the task, uploaded as a log artifact when it ends. */
+  logFile?: { path: string; stream: WriteStream } | null;
+  /** The checkpoint policy's store, opened once per task. */
+  store?: { store: ObjectStore; baseKey: string } | null;
 }
 
 /** A task record kept on disk while it runs, so a restarted agent can find and stop what its predecessor started. */
@@ -231,6 +256,7 @@ export class TaskManager {
     const logger = this.deps.logger.child({ taskId: cmd.taskId, jobId: cmd.jobId, attempt: cmd.attempt });
     try {
       const entrypoint = resolveEntrypoint(cmd.entrypoint, this.deps.codeDir);
+      const extraEnv = await this.prepareCheckpoints(e, logger);
       const launch = buildLaunch(
         {
           framework: cmd.framework,
@@ -247,6 +273,7 @@ export class TaskManager {
         },
         { workDir: this.deps.workDir, ...(this.deps.paths ? { paths: this.deps.paths } : {}) },
       );
+      Object.assign(launch.env, extraEnv);
       for (const w of launch.warnings) logger.warn({ warning: w }, "launch adjusted");
       if (launch.role === "standby") {
         // horovodrun on node 0 runs this node's ranks: nothing to start here, the task just holds the GPUs.
@@ -273,21 +300,31 @@ export class TaskManager {
           this.flushLogs(e);
           this.dropRecord(cmd.taskId);
           if (this.shuttingDown && !e.stopRequested) {
+            e.checkpointer?.stop();
+            e.logFile?.stream.end();
             this.setState(e, "lost", { message: "the agent shut down and stopped the task", lastLines: e.tail.slice(-TAIL_LINES) });
             return;
           }
-          this.setState(e, "exited", {
-            exitCode: exit.exitCode,
-            signal: exit.signal,
-            stopped: exit.stopped || e.stopRequested,
-            step: exit.step ?? e.report.step,
-            metrics: { ...exit.metrics },
-            lastLines: e.tail.slice(-TAIL_LINES),
-          });
+          // The end is reported once the last checkpoint and the log are safe in the store.
+          void this.uploadAtEnd(e, logger).finally(() =>
+            this.setState(e, "exited", {
+              exitCode: exit.exitCode,
+              signal: exit.signal,
+              stopped: exit.stopped || e.stopRequested,
+              step: exit.step ?? e.report.step,
+              metrics: { ...exit.metrics },
+              lastLines: e.tail.slice(-TAIL_LINES),
+            }),
+          );
         },
       });
       e.handle = handle;
       this.writeRecord(cmd, handle.pgid);
+      const argv0 = basename(launch.argv[0] ?? "");
+      if (e.checkpointer) {
+        e.checkpointer.setSignalJob(() => signalWorkers(handle.pid, argv0));
+        e.checkpointer.start();
+      }
       this.setState(e, "running");
       if (e.stopRequested) void handle.stop(this.deps.stopGraceMs);
     } catch (err) {
@@ -297,7 +334,113 @@ export class TaskManager {
     }
   }
 
+  /**
+   * Before the launch: downloads the checkpoint the attempt resumes from
+   * (verified against the controller's record) and sets up the task's
+   * checkpoint directory, trigger file and log file. Returns the job's extra
+   * environment (GPUORCH_CHECKPOINT_DIR, GPUORCH_CHECKPOINT_TRIGGER,
+   * GPUORCH_RESUME_FROM, GPUORCH_RESUME_STEP, …).
+   */
+  private async prepareCheckpoints(e: Entry, logger: Logger): Promise<Record<string, string>> {
+    const { cmd } = e;
+    const env: Record<string, string> = {};
+    const attemptDir = attemptWorkDir(this.deps.workDir, cmd.jobId, cmd.attempt);
+    if (cmd.resume) {
+      const { store, location } = openObjectStore(cmd.resume.uri, this.deps.storeOptions, "launch.resume.uri");
+      const dest = join(attemptDir, "resume", `node-${cmd.nodeRank}`);
+      const started = Date.now();
+      const got = await downloadCheckpoint(store, location.key, cmd.resume.sha256, dest);
+      logger.info({ step: got.step, bytes: got.bytes, ms: Date.now() - started, from: cmd.resume.uri }, "resuming from checkpoint");
+      env.GPUORCH_RESUME_FROM = got.dir;
+      env.GPUORCH_RESUME_STEP = String(got.step);
+      this.output(e, { rank: cmd.nodeRank, stream: "stderr", text: `[gpuorch] resuming from the checkpoint at step ${got.step} (attempt ${cmd.resume.attempt})`, at: this.now() });
+    }
+    const policy = cmd.checkpoint;
+    if (!policy) return env;
+    const { store, location } = openObjectStore(policy.uri, this.deps.storeOptions, "checkpoint.uri");
+    e.store = { store, baseKey: location.key };
+    const paths = checkpointPaths(attemptDir);
+    mkdirSync(paths.localDir, { recursive: true });
+    rmSync(paths.triggerFile, { force: true });
+    env.GPUORCH_CHECKPOINT_DIR = paths.localDir;
+    env.GPUORCH_CHECKPOINT_TRIGGER = paths.triggerFile;
+    env.GPUORCH_CHECKPOINT_KEEP = String(policy.keep);
+    if (policy.intervalSteps !== null) env.GPUORCH_CHECKPOINT_INTERVAL_STEPS = String(policy.intervalSteps);
+    if (policy.intervalSeconds !== null) env.GPUORCH_CHECKPOINT_INTERVAL_SECONDS = String(policy.intervalSeconds);
+    e.checkpointer = new TaskCheckpointer({
+      policy,
+      jobId: cmd.jobId,
+      attempt: cmd.attempt,
+      taskId: cmd.taskId,
+      nodeRank: cmd.nodeRank,
+      ...paths,
+      store,
+      baseKey: location.key,
+      report: (r) => this.deps.onArtifact?.(r),
+      logger,
+      newId: this.deps.newId ?? randomUUID,
+      now: () => this.now(),
+      ...(this.deps.checkpointPollMs !== undefined ? { pollMs: this.deps.checkpointPollMs } : {}),
+    });
+    const logPath = join(attemptDir, "logs", cmd.unit >= 0 ? `unit-${cmd.unit}.log` : `node-${cmd.nodeRank}.log`);
+    mkdirSync(dirname(logPath), { recursive: true });
+    e.logFile = { path: logPath, stream: createWriteStream(logPath, { flags: "a" }) };
+    return env;
+  }
+
+  /** The task's last checkpoint and its log file go to the store and are reported (bounded by finalUploadTimeoutMs). */
+  private async uploadAtEnd(e: Entry, logger: Logger): Promise<void> {
+    const timeout = this.deps.finalUploadTimeoutMs ?? 300_000;
+    await e.checkpointer?.finish(timeout);
+    const log = e.logFile;
+    if (!log || !e.store) return;
+    await new Promise<void>((res) => log.stream.end(res));
+    const { cmd } = e;
+    const key = `${attemptKeyPrefix(e.store.baseKey, cmd.jobId, cmd.attempt)}logs/${basename(log.path)}`;
+    try {
+      const put = await e.store.store.putFile(key, log.path, { signal: AbortSignal.timeout(timeout) });
+      this.deps.onArtifact?.({
+        artifactId: (this.deps.newId ?? randomUUID)(),
+        taskId: cmd.taskId,
+        jobId: cmd.jobId,
+        attempt: cmd.attempt,
+        nodeRank: cmd.nodeRank,
+        type: "log",
+        uri: put.uri,
+        step: null,
+        bytes: put.bytes,
+        sha256: put.sha256,
+        emergency: false,
+      });
+    } catch (err) {
+      logger.warn({ err: toAppError(err).message, key }, "uploading the task's log failed");
+    }
+  }
+
+  /** Checkpoint-now (controller command): the job's trigger, then the upload, reported as an emergency checkpoint. */
+  checkpointNow(cmd: TaskCheckpointNowCommand): void {
+    if (!this.remember(cmd.commandId)) return;
+    const e = this.tasks.get(cmd.taskId);
+    if (!e || e.cmd.attempt !== cmd.attempt || e.state !== "running") {
+      this.deps.logger.warn({ taskId: cmd.taskId, attempt: cmd.attempt }, "checkpoint-now for a task not running here; ignored");
+      return;
+    }
+    void this.requestCheckpoint(e, cmd.reason).then((result) => this.deps.onCheckpointNow?.(cmd, result));
+  }
+
+  /** Emergency checkpoints of every running task that has a checkpoint URI (a spot notice); resolves with each outcome. */
+  async checkpointAllNow(reason: string): Promise<{ taskId: string; jobId: string; attempt: number; result: CheckpointNowResult }[]> {
+    const running = [...this.tasks.values()].filter((e) => e.state === "running" && e.checkpointer);
+    return Promise.all(running.map(async (e) => ({ taskId: e.cmd.taskId, jobId: e.cmd.jobId, attempt: e.cmd.attempt, result: await this.requestCheckpoint(e, reason) })));
+  }
+
+  private requestCheckpoint(e: Entry, reason: string): Promise<CheckpointNowResult> {
+    if (!e.checkpointer) return Promise.resolve({ ok: false, message: "the job has no checkpoint.uri" });
+    return e.checkpointer.requestNow(reason, this.deps.checkpointNowTimeoutMs ?? 120_000);
+  }
+
   private output(e: Entry, line: TaskLogLine): void {
+    e.logFile?.stream.write(`${line.at.toISOString()} ${line.stream} ${line.rank} ${line.text}\n`);
     e.tail.push(line.text);
     if (e.tail.length > TAIL_LINES) e.tail.shift();
     e.pending.push(line);
