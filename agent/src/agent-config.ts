@@ -59,6 +59,8 @@ export const agentConfigSchema = z.object({
   interruptionIntervalMs: z.number().int().min(50).max(60_000).optional(),
   /** How long an emergency checkpoint may take: the job's checkpoint plus its upload. */
   checkpointNowTimeoutMs: z.number().int().min(100).default(120_000),
+  /** Largest entrypoint or dataset the agent fetches from an object store (bytes). */
+  maxFetchBytes: z.number().int().min(1).default(10 * 1024 ** 3),
   /** How often a task's checkpoint directory is scanned for complete checkpoints. */
   checkpointPollMs: z.number().int().min(10).default(1_000),
   /** Object-store endpoints for S3-compatible gateways, Azurite or a GCS emulator; credentials come from each provider's standard chain. */

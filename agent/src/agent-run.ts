@@ -45,6 +45,7 @@ export const RUN_USAGE = `run options:
   --interruption-interval-ms MS  poll period (default AWS 5000, GCP 1000, Azure 5000)
   --checkpoint-now-timeout-ms MS  how long an emergency checkpoint may take (default 120000)
   --checkpoint-poll-ms MS how often checkpoint directories are scanned (default 1000)
+  --max-fetch-bytes N     largest entrypoint or dataset fetched from an object store (default 10 GiB)
   --s3-endpoint URL --azure-endpoint URL --gcs-endpoint URL
                           object-store endpoints (S3-compatible gateways, Azurite, emulators)
   --log-level LEVEL       default warn
@@ -94,6 +95,7 @@ export async function runDaemon(argv: readonly string[], io: RunIo): Promise<num
         "interruption-interval-ms": { type: "string" },
         "checkpoint-now-timeout-ms": { type: "string" },
         "checkpoint-poll-ms": { type: "string" },
+        "max-fetch-bytes": { type: "string" },
         "s3-endpoint": { type: "string" },
         "azure-endpoint": { type: "string" },
         "gcs-endpoint": { type: "string" },
@@ -138,6 +140,7 @@ export async function runDaemon(argv: readonly string[], io: RunIo): Promise<num
         interruptionIntervalMs: num(values["interruption-interval-ms"]),
         checkpointNowTimeoutMs: num(values["checkpoint-now-timeout-ms"]),
         checkpointPollMs: num(values["checkpoint-poll-ms"]),
+        maxFetchBytes: num(values["max-fetch-bytes"]),
         s3Endpoint: values["s3-endpoint"],
         azureEndpoint: values["azure-endpoint"],
         gcsEndpoint: values["gcs-endpoint"],
@@ -234,6 +237,7 @@ export async function runDaemon(argv: readonly string[], io: RunIo): Promise<num
       storeOptions,
       checkpointPollMs: config.checkpointPollMs,
       checkpointNowTimeoutMs: config.checkpointNowTimeoutMs,
+      maxFetchBytes: config.maxFetchBytes,
     });
     const recovered = await tasks.recover();
     if (recovered > 0) logger.warn({ tasks: recovered }, "stopped tasks an earlier agent process left running; reporting them lost");

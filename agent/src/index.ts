@@ -17,3 +17,4 @@ export * from "./link/registration.js";
 export * from "./link/gpu-sampler.js";
 export { runDaemon, RUN_USAGE, type RunIo } from "./agent-run.js";
 export * from "./checkpoints/checkpoints.js";
+export * from "./fetch/index.js";

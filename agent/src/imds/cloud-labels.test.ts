@@ -9,7 +9,7 @@ import {
   azureInstanceDocument,
   gcpMetadata,
   startScriptedImds,
-} from "./scripted-imds-server.js";
+} from "@gpuorch/testing";
 import { scriptedImdsPerTest, appErrorOf } from "./imds.test-util.js";
 
 const serve = scriptedImdsPerTest();

@@ -1,6 +1,6 @@
 import { AppError } from "@gpuorch/core";
 import { afterEach } from "vitest";
-import { type ImdsScript, type ScriptedImdsServer, startScriptedImds } from "./scripted-imds-server.js";
+import { type ImdsScript, type ScriptedImdsServer, startScriptedImds } from "@gpuorch/testing";
 
 /** `serve(script)` starts a scripted metadata server that is closed after each test of the calling file. */
 export function scriptedImdsPerTest(): (script: ImdsScript) => Promise<ScriptedImdsServer> {

@@ -13,7 +13,7 @@ import {
   type GcpInstance,
   type RecordedRequest,
   type ScriptedImdsServer,
-} from "./scripted-imds-server.js";
+} from "@gpuorch/testing";
 import { scriptedImdsPerTest, appErrorOf } from "./imds.test-util.js";
 
 const serve = scriptedImdsPerTest();

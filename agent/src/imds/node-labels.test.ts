@@ -3,7 +3,7 @@ import { type Logger, loadConfig } from "@gpuorch/runtime";
 import { describe, expect, it } from "vitest";
 import { agentConfigSchema } from "../agent-config.js";
 import { resolveNodeLabels, type NodeLabelsConfig } from "./node-labels.js";
-import { AWS_SPOT_P4D, GCP_A2_STANDARD, awsImds, gcpMetadata } from "./scripted-imds-server.js";
+import { AWS_SPOT_P4D, GCP_A2_STANDARD, awsImds, gcpMetadata } from "@gpuorch/testing";
 import { scriptedImdsPerTest } from "./imds.test-util.js";
 
 const serve = scriptedImdsPerTest();

@@ -49,6 +49,8 @@ describe("buildLaunch", () => {
       "--master_port", "29500",
       "--redirects", "1",
       "--tee", "1",
+      "--monitor_interval", "0.5",
+      "--log_dir", `${WORK}/job-7/attempt-2/torchrun`,
       "train.py", "--epochs", "3",
     ]);
     expect(launch.env).toEqual({
@@ -97,7 +99,7 @@ describe("buildLaunch", () => {
       { ...base, entrypoint: { command: ["torchrun", "--nproc-per-node=8", "--max_restarts", "2", "--nnodes", "4", "train.py"], args: ["--amp"] } },
       { workDir: WORK },
     );
-    expect(launch.argv.slice(15)).toEqual(["--max_restarts", "2", "train.py", "--amp"]);
+    expect(launch.argv.slice(19)).toEqual(["--max_restarts", "2", "train.py", "--amp"]);
     expect(launch.warnings).toEqual([
       "dropped --nproc-per-node=8 from the entrypoint: the launcher sets torchrun options and its interpreter",
       "dropped --nnodes from the entrypoint: the launcher sets torchrun options and its interpreter",
@@ -106,7 +108,7 @@ describe("buildLaunch", () => {
 
   it("pytorch_ddp: python -m becomes torchrun -m, other executables run with --no_python, shell strings under sh", () => {
     const tail = (command: LaunchTask["entrypoint"]["command"], args?: string[]) =>
-      buildLaunch({ ...base, entrypoint: { command, ...(args ? { args } : {}) } }, { workDir: WORK }).argv.slice(15);
+      buildLaunch({ ...base, entrypoint: { command, ...(args ? { args } : {}) } }, { workDir: WORK }).argv.slice(19);
     expect(tail(["python3", "-u", "-m", "mypkg.train"], ["--lr", "0.1"])).toEqual(["-m", "mypkg.train", "--lr", "0.1"]);
     expect(tail(["./run.sh", "fast"])).toEqual(["--no_python", "./run.sh", "fast"]);
     expect(tail("python train.py --x 1 | tee log", ["a b"])).toEqual([

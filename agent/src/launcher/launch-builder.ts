@@ -154,6 +154,12 @@ export function buildLaunch(task: LaunchTask, opts: BuildLaunchOptions): Launch 
         "1",
         "--tee",
         "1",
+        // torchrun checks its workers every 5 s by default: a finished job would idle that long.
+        "--monitor_interval",
+        "0.5",
+        // Its per-worker logs stay in the attempt's directory, not in /tmp.
+        "--log_dir",
+        posix.join(attemptDir, "torchrun"),
         ...target,
       ];
       const ddpEnv: Record<string, string> = {
@@ -274,6 +280,8 @@ const OWNED_TORCHRUN_OPTIONS = new Set([
   "master_port",
   "redirects",
   "tee",
+  "monitor_interval",
+  "log_dir",
   "standalone",
   "rdzv_backend",
   "rdzv_endpoint",

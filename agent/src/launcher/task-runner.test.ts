@@ -1,12 +1,13 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
+import { once } from "node:events";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { AppError } from "@gpuorch/core";
-import { createMemoryLogger } from "@gpuorch/runtime";
+import { createMemoryLogger, processGroupAlive, waitProcessGroupGone } from "@gpuorch/runtime";
 import { buildLaunch, type Launch, type LaunchTask } from "./launch-builder.js";
-import { startTask, type StartTaskOptions, type TaskExit, type TaskOutputChunk } from "./task-runner.js";
+import { startTask, type StartTaskOptions, type TaskExit, type TaskOutputChunk, taskGuardPath } from "./task-runner.js";
 
 let workDir: string;
 beforeEach(async () => {
@@ -227,5 +228,34 @@ describe("startTask", () => {
     );
     await expect(startTask(standby, opts)).rejects.toMatchObject({ code: "FAILED_PRECONDITION", reason: "launch_standby" });
     await expect(startTask(commandLaunch("true"), { ...opts, workDir: "/elsewhere" })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+  });
+});
+
+describe("task guard: no task outlives its agent", () => {
+  it("ends the whole process group when the agent's end of its stdin closes (the agent died)", async () => {
+    const child = spawn(process.execPath, [taskGuardPath(), "500", "--", "/bin/sh", "-c", "sleep 60 & sleep 60; wait"], { detached: true, stdio: ["pipe", "ignore", "ignore"] });
+    await once(child, "spawn");
+    const pgid = child.pid!;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(processGroupAlive(pgid)).toBe(true);
+    child.stdin!.destroy(); // what the kernel does to the pipe when the agent is killed
+    expect(await waitProcessGroupGone(pgid, 5_000)).toBe(true);
+  });
+
+  it("exits as its command did: the same code, or the same signal, and survives a group SIGTERM until the command ends", async () => {
+    const run = async (script: string, signalGroup?: NodeJS.Signals) => {
+      const child = spawn(process.execPath, [taskGuardPath(), "500", "--", "/bin/sh", "-c", script], { detached: true, stdio: ["pipe", "ignore", "ignore"] });
+      await once(child, "spawn");
+      if (signalGroup) {
+        await new Promise((r) => setTimeout(r, 300));
+        process.kill(-child.pid!, signalGroup);
+      }
+      const [code, signal] = (await once(child, "exit")) as [number | null, NodeJS.Signals | null];
+      return { code, signal };
+    };
+    expect(await run("exit 7")).toEqual({ code: 7, signal: null });
+    expect(await run("kill -KILL $$")).toEqual({ code: null, signal: "SIGKILL" });
+    // The shell traps TERM and exits 3 after it: the guard waits for it and reports 3.
+    expect(await run("trap 'exit 3' TERM; sleep 5 & wait", "SIGTERM")).toEqual({ code: 3, signal: null });
   });
 });

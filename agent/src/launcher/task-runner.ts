@@ -1,7 +1,9 @@
 import { spawn } from "node:child_process";
+import { accessSync, constants, existsSync } from "node:fs";
 import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { once } from "node:events";
-import { posix } from "node:path";
+import { delimiter, isAbsolute, join, posix } from "node:path";
+import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AppError } from "@gpuorch/core";
 import { type Logger, processGroupAlive, signalProcessGroup, waitProcessGroupGone } from "@gpuorch/runtime";
@@ -95,10 +97,19 @@ export async function startTask(launch: Launch, opts: StartTaskOptions): Promise
   // A re-run of the same attempt must not report the previous run's progress.
   if (progressFile !== undefined) await rm(progressFile, { force: true });
 
-  const child = spawn(exe, args, {
+  const env = { ...(opts.baseEnv ?? process.env), ...launch.env };
+  if (findExecutable(exe, launch.cwd, env.PATH) === null) {
+    throw new AppError("NOT_FOUND", `${exe} could not be started: not found or not executable (PATH=${env.PATH ?? ""})`, {
+      reason: "launcher_executable_not_found",
+      meta: { argv: launch.argv, cwd: launch.cwd },
+    });
+  }
+  // The guard leads the task's process group and ends it if the agent dies
+  // (its stdin is a pipe the agent holds and never writes to).
+  const child = spawn(process.execPath, [taskGuardPath(), String(graceDefault), "--", exe, ...args], {
     cwd: launch.cwd,
-    env: { ...(opts.baseEnv ?? process.env), ...launch.env },
-    stdio: ["ignore", "pipe", "pipe"],
+    env,
+    stdio: ["pipe", "pipe", "pipe"],
     // Its own process group (and session), so stop() reaches every process it starts.
     detached: true,
   });
@@ -223,4 +234,32 @@ export async function startTask(launch: Launch, opts: StartTaskOptions): Promise
   else opts.signal?.addEventListener("abort", onAbort, { once: true });
 
   return { pid, pgid: pid, stop, exited };
+}
+
+/** The guard script (dist/launcher/task-guard.js), also when this module runs from source under the tests. */
+export function taskGuardPath(): string {
+  const here = new URL("./task-guard.js", import.meta.url);
+  const built = fileURLToPath(here);
+  if (existsSync(built)) return built;
+  return fileURLToPath(new URL("../../dist/launcher/task-guard.js", import.meta.url));
+}
+
+/** Where `exe` would be found (a path, or a name searched in PATH); null when nowhere executable. */
+export function findExecutable(exe: string, cwd: string, path: string | undefined): string | null {
+  const ok = (p: string): boolean => {
+    try {
+      accessSync(p, constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (exe.includes("/")) {
+    const p = isAbsolute(exe) ? exe : join(cwd, exe);
+    return ok(p) ? p : null;
+  }
+  for (const dir of (path ?? "").split(delimiter)) {
+    if (dir && ok(join(dir, exe))) return join(dir, exe);
+  }
+  return null;
 }

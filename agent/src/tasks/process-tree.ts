@@ -35,9 +35,14 @@ export function childPids(pid: number): number[] {
   return out;
 }
 
-/** Sends SIGUSR1 to the job's training processes (see above); returns how many were signalled. */
-export function signalWorkers(leaderPid: number, leaderArgv0: string, signal: NodeJS.Signals = "SIGUSR1"): number {
-  const targets = LAUNCHERS.has(leaderArgv0) ? childPids(leaderPid) : [leaderPid];
+/**
+ * Sends SIGUSR1 to the job's training processes (see above); returns how
+ * many were signalled. `guardPid` leads the task's group (task-guard.ts);
+ * the command it runs is its only child.
+ */
+export function signalWorkers(guardPid: number, leaderArgv0: string, signal: NodeJS.Signals = "SIGUSR1"): number {
+  const leaders = childPids(guardPid);
+  const targets = LAUNCHERS.has(leaderArgv0) ? leaders.flatMap(childPids) : leaders;
   let n = 0;
   for (const pid of targets) {
     try {

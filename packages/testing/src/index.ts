@@ -19,3 +19,4 @@ export {
 } from "./processes.js";
 export { newJobInput } from "./fixtures.js";
 export { S3RVER_CREDENTIALS, type S3rverProcess, startS3rver } from "./s3rver.js";
+export * from "./scripted-imds-server.js";
