@@ -119,14 +119,14 @@ describe.skipIf(!HAVE_TORCH)(`chaos: node loss and spot preemption with real tor
 
     const done = await cluster.until("the job completes on the surviving nodes", async () => {
       const j = await cluster.job(id);
-      if (j.status === "failed" || j.status === "cancelled") throw new Error(`job ended ${j.status}`);
+      if (j.status === "failed" || j.status === "cancelled") throw new Error(`job ended ${j.status}: ${JSON.stringify(await cluster.events(id), null, 1)}`);
       return j.status === "completed" ? j : null;
     }, 180_000);
     expect(done.attempt).toBe(2);
 
     const events = await cluster.events(id);
     expect(legalPath(events)).toBe("completed");
-    expect(events.some((e) => e.to_status === "requeued" && /lost/.test(e.reason))).toBe(true);
+    expect(events.find((e) => e.to_status === "requeued")?.reason).toMatch(/lost|unreachable/);
     const resumedEvent = events.find((e) => e.to_status === "pending" && e.attempt === 2);
     expect(resumedEvent?.reason).toMatch(/resumes from the checkpoint at step \d+/);
 
@@ -177,7 +177,7 @@ describe.skipIf(!HAVE_TORCH)(`chaos: node loss and spot preemption with real tor
 
     const done = await cluster.until("the job completes on the spare", async () => {
       const j = await cluster.job(id);
-      if (j.status === "failed" || j.status === "cancelled") throw new Error(`job ended ${j.status}`);
+      if (j.status === "failed" || j.status === "cancelled") throw new Error(`job ended ${j.status}: ${JSON.stringify(await cluster.events(id), null, 1)}`);
       return j.status === "completed" ? j : null;
     }, 180_000);
     noticeOn = false;

@@ -66,7 +66,7 @@ export class Cluster {
         "--token", this.tokens.agent,
         "--work-dir", join(this.work, "agents", o.name),
         "--node-name", o.name,
-        "--provider", "onprem", "--region", "lab", "--network", "net-1",
+        "--provider", "onprem", "--region", "lab", "--network", "net-1", "--private-ip", "127.0.0.1",
         "--simulate-gpus", join(TESTDATA, o.gpus),
         "--heartbeat-seconds", "1",
         "--reconnect-max-ms", "400",

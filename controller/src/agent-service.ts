@@ -1,5 +1,5 @@
 import { AppError, type Clock, type IdSource } from "@gpuorch/core";
-import { type Database, getNode, listNodes, setNodeDraining, upsertNodeRegistration } from "@gpuorch/db";
+import { type Database, getNode, listNodes, markNodeDisconnected, setNodeDraining, upsertNodeRegistration } from "@gpuorch/db";
 import type { AgentServiceServer, ConnectRequest, NodeServiceServer } from "@gpuorch/proto";
 import {
   type Authenticate,
@@ -124,6 +124,11 @@ export function createAgentServiceImpl(deps: AgentServiceDeps): AgentServiceServ
       } finally {
         detach?.();
         await reports;
+        // The stream is gone (agent killed, node down, network cut) and no newer one replaced it:
+        // no new placements there until it heartbeats again.
+        if (nodeId && !deps.sessions.has(nodeId) && !deps.signal?.aborted) {
+          await markNodeDisconnected(deps.db, nodeId).catch((err: unknown) => ctx.logger.warn({ err, nodeId }, "marking the node unreachable failed"));
+        }
       }
       if (nodeId) ctx.logger.info({ nodeId }, "agent stream ended");
     }),

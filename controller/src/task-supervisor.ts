@@ -482,6 +482,8 @@ export class TaskSupervisor {
         reason: t.reason,
         hostname: t.hostname,
         endedAt: t.endedAt,
+        // A node whose agent stream is gone: its rank's peers fail as collateral damage, not on their own.
+        nodeAvailable: this.deps.sessions.has(t.nodeId),
       })),
     });
     switch (verdict.kind) {

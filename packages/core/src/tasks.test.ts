@@ -91,12 +91,23 @@ describe("judgeAttempt: single_cluster gang", () => {
     }
   });
 
-  it("lets a failure win over a loss, even a loss that came first", () => {
+  it("counts a rank failing after its peer was lost as collateral: the attempt is lost, not failed", () => {
     const lost = task({ nodeRank: 0, state: "lost", reason: "node lost", endedAt: at(1) });
-    const failed = task({ nodeRank: 1, state: "failed", exitCode: 2, reason: "exit code 2", endedAt: at(2) });
+    const failed = task({ nodeRank: 1, state: "failed", exitCode: 1, reason: "exit code 1; Connection reset by peer", endedAt: at(2) });
     const v = judgeAttempt(gang("running", [lost, failed]));
+    expect(v).toEqual({ kind: "lost", task: lost, reason: "node rank 0 on host-0 was lost (node lost); node rank 1 on host-1 failed after it" });
+  });
+
+  it("counts a rank failing while its peer's node is cut off (agent stream gone) as lost", () => {
+    const failed = task({ nodeRank: 1, state: "failed", exitCode: 1, endedAt: at(2) });
+    const v = judgeAttempt(gang("running", [task({ nodeRank: 0, state: "running", nodeAvailable: false }), failed]));
+    expect(v.kind).toBe("lost");
+    if (v.kind === "lost") expect(v.reason).toBe("node rank 0 on host-0 became unreachable; node rank 1 on host-1 failed after it");
+  });
+
+  it("still fails a single-node job whose node is cut off when its rank failed (no peer to blame)", () => {
+    const v = judgeAttempt({ status: "running", executionMode: "single_cluster", expected: 1, tasks: [task({ state: "failed", exitCode: 1, endedAt: at(1), nodeAvailable: false })], maxAttempts: 3 });
     expect(v.kind).toBe("failed");
-    if (v.kind === "failed") expect(v.task).toBe(failed);
   });
 
   it("reports a lost rank as lost, naming it and why", () => {

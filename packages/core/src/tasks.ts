@@ -39,6 +39,8 @@ export interface AttemptTask {
   reason: string | null;
   hostname: string;
   endedAt: Date | null;
+  /** False when the task's node is known to be gone or cut off (its agent's stream dropped, the node unreachable). Default true. */
+  nodeAvailable?: boolean;
 }
 
 export interface AttemptView {
@@ -73,14 +75,25 @@ function firstEnded(ts: readonly AttemptTask[]): AttemptTask | undefined {
 
 /**
  * The job's next move from its attempt's tasks. Failure wins over loss (a
- * rank that failed on its own is the job's fault, not the node's), loss
- * wins over progress; `completed` needs every expected rank or unit to have
- * succeeded.
+ * rank that failed on its own is the job's fault, not the node's) — except
+ * in a multi-node gang whose other node is lost or cut off: a rank whose
+ * peer vanished fails in its collective (connection reset, timeout), and
+ * that is the node's fault, so the attempt counts as lost and the job is
+ * requeued. Loss wins over progress; `completed` needs every expected rank
+ * or unit to have succeeded.
  */
 export function judgeAttempt(view: AttemptView): AttemptVerdict {
   const live = view.status === "scheduled" || view.status === "provisioning" || view.status === "running" || view.status === "checkpointing";
   if (!live) return { kind: "none" };
   const failed = firstEnded(view.tasks.filter((t) => t.state === "failed"));
+  if (failed && view.executionMode === "single_cluster" && view.expected > 1) {
+    const gone = view.tasks.filter((t) => t.id !== failed.id && (t.state === "lost" || t.nodeAvailable === false));
+    const culprit = firstEnded(gone.filter((t) => t.state === "lost")) ?? gone[0];
+    if (culprit) {
+      const how = culprit.state === "lost" ? `was lost${culprit.reason ? ` (${culprit.reason})` : ""}` : "became unreachable";
+      return { kind: "lost", task: culprit, reason: `${describe(culprit, view.executionMode)} ${how}; ${describe(failed, view.executionMode)} failed after it` };
+    }
+  }
   if (failed) {
     const why = failed.reason ? `: ${failed.reason}` : failed.exitCode === null ? "" : ` with exit code ${failed.exitCode}`;
     return { kind: "failed", task: failed, reason: `${describe(failed, view.executionMode)} failed${why}` };

@@ -63,6 +63,7 @@ export {
   nodeAddresses,
   setNodeDraining,
   setNodePreempting,
+  markNodeDisconnected,
   setPendingReasons,
 } from "./tasks.js";
 export {

@@ -438,6 +438,16 @@ export async function setNodeDraining(db: Db, nodeId: string, drain: boolean): P
   return r.length > 0;
 }
 
+/**
+ * A ready node whose agent stream just ended becomes unreachable at once
+ * (the scheduler places only on ready nodes); its next heartbeat makes it
+ * ready again. True when it changed.
+ */
+export async function markNodeDisconnected(db: Db, nodeId: string): Promise<boolean> {
+  const r = await rows<{ id: string }>(db, sql`UPDATE nodes SET state = 'unreachable' WHERE id = ${nodeId}::uuid AND state = 'ready' RETURNING id`);
+  return r.length > 0;
+}
+
 /** Marks a node preempting (a spot interruption notice): it takes no new tasks and goes lost when silent. False when it does not exist. */
 export async function setNodePreempting(db: Db, nodeId: string): Promise<boolean> {
   const r = await rows<{ id: string }>(db, sql`UPDATE nodes SET state = 'preempting' WHERE id = ${nodeId}::uuid AND state <> 'lost' RETURNING id`);
