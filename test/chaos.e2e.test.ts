@@ -192,6 +192,8 @@ describe.skipIf(!HAVE_TORCH)(`chaos: node loss and spot preemption with real tor
     const m = /emergency checkpoint at step (\d+) uploaded/.exec(requeue.reason);
     expect(m, requeue.reason).not.toBeNull();
     const emergencyStep = Number(m![1]);
+    // The requeue weighed staying against moving (checkpoint and relaunch) and says which and why.
+    expect(events.find((e) => e.to_status === "pending" && e.attempt === 2)?.reason).toMatch(/migration: (stay|move) \(/);
 
     const facts = trainingFacts(await cluster.logs(id));
     expect(facts.resumed).toEqual([emergencyStep]);

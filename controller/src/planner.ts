@@ -6,9 +6,15 @@ import {
   type OptimizeResult,
   type OptimizerSpec,
   type PlanCandidate,
+  type MigrationAlternative,
+  type MigrationDecision,
+  type MigrationTarget,
   type Principal,
+  decideMigration,
   formatUsdMicros,
   optimize,
+  sourceEgress,
+  transferMicros,
 } from "@gpuorch/core";
 import { type Database, listPricingStatus, loadCatalogOffers, loadPlacementNodes } from "@gpuorch/db";
 import type { EgressTier } from "@gpuorch/core";
@@ -99,6 +105,56 @@ export class Planner {
       reason: "infeasible_job",
       meta: { rejections: result.rejections.slice(0, 5).map((r) => `${r.code}: ${r.message} (${r.count})`).join("; ") },
     });
+  }
+
+  /**
+   * "Checkpoint and relaunch" (the design guide's alternative to live
+   * migration): when an attempt ends on `current` (its allocation), should
+   * the next one stay on that kind of target or move to the optimizer's best
+   * other feasible one? `decideMigration` moves only when the saving over the
+   * remaining work beats the switching cost (moving the checkpoint, a
+   * restart) by its hysteresis. Null when the job has no feasible plan or is
+   * multi_task (its units are placed one by one anyway).
+   */
+  async adviseMigration(
+    spec: JobSpec,
+    current: { provider: string; region: string; instanceType: string; spot: boolean; microsPerHour: bigint; available: boolean },
+    work: { remainingHours: number; lostWorkHours: number; checkpointGb: number },
+  ): Promise<MigrationDecision | null> {
+    const result = await this.run(spec, "free", 10);
+    const feasible = [result.best, ...result.alternatives].filter((c): c is PlanCandidate => c !== null && c.feasible && c.mode === "single_cluster");
+    if (result.mode !== "single_cluster" || feasible.length === 0) return null;
+    const key = (t: { provider: string; region: string; instanceType: string; spot: boolean }) => `${t.provider}/${t.region}/${t.instanceType || "nodes"}${t.spot ? "/spot" : ""}`;
+    const currentKey = key(current);
+    const src = sourceEgress(this.catalog.egress, { provider: current.provider === "onprem" ? "onprem" : (current.provider as "aws" | "gcp" | "azure"), region: current.region });
+    const cur: MigrationTarget = {
+      key: currentKey,
+      provider: current.provider,
+      region: current.region,
+      spot: current.spot,
+      hourlyMicros: current.microsPerHour,
+      interruptionRatePerHour: 0,
+      available: current.available,
+    };
+    const alternatives: MigrationAlternative[] = [];
+    const seen = new Set([currentKey]);
+    for (const c of feasible) {
+      const t = c.targets[0];
+      if (!t || seen.has(key(t))) continue;
+      seen.add(key(t));
+      alternatives.push({
+        key: key(t),
+        provider: t.provider,
+        region: t.region,
+        spot: t.spot,
+        hourlyMicros: t.microsPerHour,
+        interruptionRatePerHour: t.spot ? (t.offer?.spotInterruptionsPerHour ?? 0) * t.nodes : 0,
+        available: true,
+        // The checkpoint moves with the job (internet egress list prices when no tier matches).
+        egressMicros: transferMicros(src, t.provider, t.region, work.checkpointGb, { internet: 90_000n, interRegion: 20_000n }),
+      });
+    }
+    return decideMigration({ current: cur, alternatives, remainingHours: work.remainingHours, restartHours: 5 / 60, lostWorkHours: work.lostWorkHours });
   }
 
   private async run(spec: JobSpec, capacity: "free" | "all", maxAlternatives: number): Promise<OptimizeResult> {

@@ -53,6 +53,8 @@ export interface TaskSupervisorDeps {
   onCapacityFreed?: () => void;
   /** How long a job may wait in checkpointing for its emergency checkpoint before it is requeued without one. Default 120 s. */
   checkpointTimeoutMs?: number;
+  /** Stay-or-move advice for the next attempt (checkpoint and relaunch), recorded in the requeue event. */
+  adviseMigration?: (job: JobBrief) => Promise<{ summary: string; details: Record<string, unknown> } | null>;
 }
 
 /** What the agent is told about its artifact report. */
@@ -285,9 +287,13 @@ export class TaskSupervisor {
       await this.transition(job.id, from, "failed", `${reason}; no attempts left (max_attempts ${job.max_attempts})`, details);
       return;
     }
-    if (!(await this.transition(job.id, from, "requeued", reason, details))) return;
+    const advice = await this.deps.adviseMigration?.(job).catch((err: unknown) => {
+      this.deps.logger.warn({ err, jobId: job.id }, "migration advice failed");
+      return null;
+    });
+    if (!(await this.transition(job.id, from, "requeued", reason, { ...details, ...(advice ? { migration: advice.details } : {}) }))) return;
     const ckpt = await latestCheckpoint(this.deps.db, job.id);
-    const resume = ckpt?.step != null ? `; resumes from the checkpoint at step ${ckpt.step} (attempt ${ckpt.attempt})` : "";
+    const resume = `${ckpt?.step != null ? `; resumes from the checkpoint at step ${ckpt.step} (attempt ${ckpt.attempt})` : ""}${advice ? `; ${advice.summary}` : ""}`;
     // Tasks of the old attempt that still run are stopped (above, and by reconcile: their attempt is stale) and free their GPUs then.
     await this.transition(job.id, "requeued", "pending", `attempt ${job.attempt + 1} of ${job.max_attempts} after: ${reason}${resume}`);
     this.deps.onCapacityFreed?.();

@@ -1,4 +1,4 @@
-import type { JobStatus } from "@gpuorch/core";
+import { type JobStatus, parseUsdMicros } from "@gpuorch/core";
 import { sql } from "drizzle-orm";
 import { dbCall } from "./db-errors.js";
 import type { Db } from "./open.js";
@@ -373,4 +373,18 @@ export async function gpuUtilizationSamples(db: Db): Promise<GpuUtilizationSampl
     team: x.team ?? "",
     project: x.project ?? "",
   }));
+}
+
+/** What an attempt was placed on (its first allocation row; multi-node gangs share one) with the summed hourly price, or null. */
+export async function attemptAllocation(
+  db: Db,
+  jobId: string,
+  attempt: number,
+): Promise<{ provider: string; region: string; instanceType: string; spot: boolean; microsPerHour: bigint } | null> {
+  const res = (await db.execute(
+    sql`SELECT provider, region, instance_type, spot, (sum(price_usd_per_hour) OVER ())::text AS total
+        FROM allocations WHERE job_id = ${jobId}::uuid AND attempt = ${attempt} ORDER BY created_at LIMIT 1`,
+  )) as unknown as { rows: { provider: string; region: string; instance_type: string; spot: boolean; total: string }[] };
+  const r = res.rows[0];
+  return r ? { provider: r.provider, region: r.region, instanceType: r.instance_type, spot: r.spot, microsPerHour: parseUsdMicros(r.total) } : null;
 }

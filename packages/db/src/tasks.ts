@@ -483,3 +483,9 @@ export async function jobsInStatusSince(db: Db, status: JobStatus, before: Date)
   );
   return r.map((j) => ({ id: j.id, attempt: j.attempt, updatedAt: toDate(j.updated_at) ?? new Date(0) }));
 }
+
+/** When the job first ran (null before that). */
+export async function jobStartedAt(db: Db, jobId: string): Promise<Date | null> {
+  const r = await rows<{ started_at: Date | string | null }>(db, sql`SELECT started_at FROM jobs WHERE id = ${jobId}::uuid`);
+  return toDate(r[0]?.started_at ?? null);
+}
