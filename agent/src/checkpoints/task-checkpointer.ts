@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { type AgentArtifactReport, type TaskCheckpointPolicy, toAppError } from "@gpuorch/core";
 import { type Logger, sleep } from "@gpuorch/runtime";
@@ -135,11 +135,17 @@ export class TaskCheckpointer {
     return report;
   }
 
-  /** Keeps the newest `keep` complete local checkpoints once `uploadedStep` is safe in the store; incomplete older dirs go too. */
+  /** Keeps the newest `keep` complete local checkpoints once `uploadedStep` is safe in the store; incomplete older dirs (abandoned writes) go too. */
   private async cleanLocal(complete: readonly LocalCheckpoint[], uploadedStep: number): Promise<void> {
     const keep = Math.max(1, this.deps.policy.keep);
     const doomed = complete.filter((c) => c.step < uploadedStep).slice(0, Math.max(0, complete.length - keep));
     for (const c of doomed) await rm(c.dir, { recursive: true, force: true });
+    const completeSteps = new Set(complete.map((c) => c.step));
+    for (const name of await readdir(this.deps.localDir).catch(() => [] as string[])) {
+      if (/^\d{1,15}$/.test(name) && Number(name) < uploadedStep && !completeSteps.has(Number(name))) {
+        await rm(join(this.deps.localDir, name), { recursive: true, force: true });
+      }
+    }
   }
 
   /**
@@ -163,7 +169,11 @@ export class TaskCheckpointer {
       if (newest > before || (consumed && newest >= 0)) {
         try {
           const up = await this.tick(true);
-          if (up) return { ok: true, step: up.step ?? newest, uploaded: this.asEmergency(up) };
+          if (up) {
+            // Answered by the signal alone: the trigger must not fire again later.
+            await rm(deps.triggerFile, { force: true });
+            return { ok: true, step: up.step ?? newest, uploaded: this.asEmergency(up) };
+          }
         } catch {
           // retried below until the deadline
         }
@@ -191,7 +201,15 @@ export class TaskCheckpointer {
     const last = this.tick().catch((err: unknown) => {
       this.deps.logger.warn({ jobId: this.deps.jobId, err: toAppError(err).message }, "the final checkpoint upload failed");
     });
-    const timedOut = await Promise.race([last.then(() => false), sleep(timeoutMs).then(() => true)]);
+    const timer = new AbortController();
+    const timedOut = await Promise.race([
+      last.then(() => false),
+      sleep(timeoutMs, timer.signal).then(
+        () => true,
+        () => false,
+      ),
+    ]);
+    timer.abort();
     if (timedOut) this.deps.logger.warn({ jobId: this.deps.jobId, timeoutMs }, "the final checkpoint upload took too long; abandoned");
     this.abort.abort(new DOMException("checkpointer finished", "AbortError"));
   }

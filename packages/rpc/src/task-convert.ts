@@ -161,7 +161,9 @@ export function checkpointNowToProto(c: TaskCheckpointNowCommand): pb.Checkpoint
 }
 
 export function checkpointNowFromProto(p: pb.CheckpointNow): TaskCheckpointNowCommand {
-  if (!p.commandId || !p.taskId) throw AppError.invalid("checkpoint_now: command_id and task_id are required", [{ field: "checkpoint_now.task_id", message: "required" }]);
+  for (const [f, v] of [["command_id", p.commandId], ["task_id", p.taskId]] as const) {
+    if (!v) throw AppError.invalid(`checkpoint_now.${f}: required`, [{ field: `checkpoint_now.${f}`, message: "required" }]);
+  }
   return { commandId: p.commandId, taskId: p.taskId, jobId: p.jobId, attempt: p.attempt, reason: p.reason };
 }
 
