@@ -18,3 +18,4 @@ export * from "./link/gpu-sampler.js";
 export { runDaemon, RUN_USAGE, type RunIo } from "./agent-run.js";
 export * from "./checkpoints/checkpoints.js";
 export * from "./fetch/index.js";
+export * from "./checkpoints/task-checkpointer.js";
