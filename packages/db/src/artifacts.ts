@@ -119,6 +119,13 @@ export function recordArtifactReport(db: Db, nodeId: string, r: ArtifactReportRo
         sql`SELECT attempt, status, (spec->'checkpoint'->>'keep')::int AS keep FROM jobs WHERE id = ${r.jobId}::uuid FOR SHARE`,
       );
       if (!job) return { accepted: false, reason: "job_unknown", message: `job ${r.jobId} does not exist` };
+      // A resend of a report already recorded (its ack was lost) is a duplicate, whatever the job did since:
+      // refusing it would make the agent delete a checkpoint the next attempt resumes from.
+      const [known] = await execRows<ArtifactRow>(tx, sql`SELECT id, job_id, attempt, type, uri, step, bytes, sha256, created_at FROM job_artifacts WHERE id = ${r.artifactId}::uuid`);
+      if (known) {
+        if (known.job_id !== r.jobId) return { accepted: false, reason: "artifact_id_taken", message: `artifact id ${r.artifactId} belongs to another job` };
+        return { accepted: true, duplicate: true, artifact: toArtifact(known), prune: [] };
+      }
       if (r.attempt !== job.attempt) {
         return { accepted: false, reason: "stale_attempt", message: `attempt ${r.attempt} of job ${r.jobId} is over; the job is at attempt ${job.attempt}` };
       }
