@@ -146,4 +146,20 @@ describe("heartbeat ingest and node health (PGlite)", () => {
     await ingest.stop();
     await loop.stop();
   });
+
+  it("after a controller (re)start, counts silence from the start: nodes get the full periods to reconnect", async () => {
+    const clock = fakeClock(new Date("2032-01-01T00:00:00Z"));
+    const { nodeId } = await upsertNodeRegistration(database.db, registration("across-restart"), { newId: randomUUID(), now: clock.now() });
+    clock.advance(120_000); // the controller was down for two minutes; the node's last heartbeat is that old
+    const loop = new NodeHealthLoop({ db: database.db, clock, logger, intervalMs: 1_000, unreachableAfterMs: 15_000, lostAfterMs: 60_000 });
+    const mine = async () => (await loop.sweep()).filter((c) => c.nodeId === nodeId).map((c) => `${c.from}->${c.to}`);
+    expect(await mine()).toEqual([]);
+    clock.advance(14_000);
+    expect(await mine()).toEqual([]);
+    clock.advance(2_000);
+    expect(await mine()).toEqual(["ready->unreachable"]);
+    clock.advance(45_000);
+    expect(await mine()).toEqual(["unreachable->lost"]);
+    await loop.stop();
+  });
 });

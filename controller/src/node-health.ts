@@ -32,8 +32,12 @@ export interface NodeHealthLoopDeps {
 export class NodeHealthLoop {
   private readonly abort = new AbortController();
   private loop: Promise<void> | null = null;
+  /** When this controller started watching: silence before it is not the nodes' fault (the controller was down). */
+  private readonly startedAt: number;
 
-  constructor(private readonly deps: NodeHealthLoopDeps) {}
+  constructor(private readonly deps: NodeHealthLoopDeps) {
+    this.startedAt = deps.clock.now().getTime();
+  }
 
   get state(): "idle" | "running" | "stopped" {
     return this.abort.signal.aborted ? "stopped" : this.loop ? "running" : "idle";
@@ -54,8 +58,11 @@ export class NodeHealthLoop {
     const { deps } = this;
     await deps.beforeSweep?.();
     const now = deps.clock.now().getTime();
+    // A node's silence counts from its last heartbeat or this controller's start, whichever is later:
+    // after a controller restart, agents get the full periods to reconnect before they are judged.
+    const cutoff = (afterMs: number): Date => new Date(this.startedAt < now - afterMs ? now - afterMs : 0);
     const res = await withSingletonLock(deps.db, NODE_HEALTH_LOCK_KEY, (tx) =>
-      markNodeStates(tx, { unreachableBefore: new Date(now - deps.unreachableAfterMs), lostBefore: new Date(now - deps.lostAfterMs) }),
+      markNodeStates(tx, { unreachableBefore: cutoff(deps.unreachableAfterMs), lostBefore: cutoff(deps.lostAfterMs) }),
     );
     if (!res.acquired) return [];
     for (const c of res.value) {

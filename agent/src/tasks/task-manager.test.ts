@@ -165,7 +165,11 @@ describe("TaskManager", () => {
     const exitedAt = rec.events.findIndex((e) => e.kind === "status" && e.report.state === "exited");
     expect(lastLogAt).toBeGreaterThanOrEqual(0);
     expect(lastLogAt).toBeLessThan(exitedAt);
-    // The record of a task that ended is gone: a restarted agent has nothing of it to stop.
+    // The record of a task that ended keeps its end until the controller has it (forget): a
+    // restarted agent reports the true end instead of "lost".
+    const saved = JSON.parse(readFileSync(join(workDir, "tasks", "task-1.json"), "utf8")) as { exit?: { state: string; exitCode: number } };
+    expect(saved.exit).toMatchObject({ state: "exited", exitCode: 0 });
+    tm.forget(["task-1"]);
     expect(existsSync(join(workDir, "tasks", "task-1.json"))).toBe(false);
   });
 
@@ -252,6 +256,7 @@ describe("TaskManager", () => {
     expect(exited.signal).toBe("SIGTERM");
     expect(exited.message).toBe("job cancelled by alice");
     expect(processGroupAlive(pgid)).toBe(false);
+    tm.forget(["task-1"]);
     expect(existsSync(join(workDir, "tasks", "task-1.json"))).toBe(false);
     expect(tm.activeCount).toBe(0);
   });
@@ -319,6 +324,19 @@ describe("TaskManager", () => {
     expect(reports[0]?.message).not.toBe("");
     expect(existsSync(join(workDir, "tasks", "orphan.json"))).toBe(false);
     // Recovering again finds nothing more.
+    expect(await manager().tm.recover()).toBe(0);
+  });
+
+  it("recover() reports a task that ended before the agent died as it ended (not lost), until forgotten", async () => {
+    const first = manager();
+    first.tm.launch(launchCmd("exit 0", { taskId: "finished", nodeRank: 0 }));
+    await first.rec.until("finished", "exited");
+    // The agent is killed before the controller acknowledged the end; a new one starts on the same work dir.
+    const second = manager();
+    expect(await second.tm.recover()).toBe(1);
+    expect(second.tm.reports()).toEqual([expect.objectContaining({ taskId: "finished", state: "exited", exitCode: 0 })]);
+    second.tm.forget(["finished"]);
+    expect(second.tm.reports()).toEqual([]);
     expect(await manager().tm.recover()).toBe(0);
   });
 

@@ -80,6 +80,8 @@ interface TaskFile {
   attempt: number;
   nodeRank: number;
   pgid: number | null;
+  /** Set once the task has ended: its final report, kept until the controller says it recorded it (forget). */
+  exit?: AgentTaskReport;
 }
 
 const TAIL_LINES = 20;
@@ -164,6 +166,22 @@ export class TaskManager {
         rmSync(path, { force: true });
         continue;
       }
+      if (rec.exit) {
+        // It ended before the agent went away, and the controller may not know yet: report the true end.
+        const report: AgentTaskReport = { ...rec.exit, changedAt: new Date(rec.exit.changedAt) };
+        this.tasks.set(rec.taskId, {
+          cmd: { taskId: rec.taskId, jobId: rec.jobId, attempt: rec.attempt, nodeRank: rec.nodeRank } as TaskLaunchCommand,
+          state: report.state,
+          report,
+          handle: null,
+          stopRequested: false,
+          tail: [],
+          pending: [],
+          flushTimer: null,
+        });
+        n++;
+        continue;
+      }
       if (rec.pgid !== null && processGroupAlive(rec.pgid)) {
         this.deps.logger.warn({ taskId: rec.taskId, pgid: rec.pgid }, "stopping a task left by an earlier agent process");
         signalProcessGroup(rec.pgid, "SIGTERM");
@@ -203,9 +221,9 @@ export class TaskManager {
     return n;
   }
 
-  private writeRecord(cmd: TaskLaunchCommand, pgid: number | null): void {
+  private writeRecord(cmd: TaskLaunchCommand, pgid: number | null, exit?: AgentTaskReport): void {
     mkdirSync(this.recordsDir, { recursive: true });
-    const rec: TaskFile = { taskId: cmd.taskId, jobId: cmd.jobId, attempt: cmd.attempt, nodeRank: cmd.nodeRank, pgid };
+    const rec: TaskFile = { taskId: cmd.taskId, jobId: cmd.jobId, attempt: cmd.attempt, nodeRank: cmd.nodeRank, pgid, ...(exit ? { exit } : {}) };
     const path = join(this.recordsDir, `${cmd.taskId}.json`);
     writeFileSync(`${path}.tmp`, JSON.stringify(rec));
     renameSync(`${path}.tmp`, path);
@@ -302,15 +320,15 @@ export class TaskManager {
         },
         onExit: (exit) => {
           this.flushLogs(e);
-          this.dropRecord(cmd.taskId);
           if (this.shuttingDown && !e.stopRequested) {
+            this.dropRecord(cmd.taskId);
             e.checkpointer?.stop();
             e.logFile?.stream.end();
             this.setState(e, "lost", { message: "the agent shut down and stopped the task", lastLines: e.tail.slice(-TAIL_LINES) });
             return;
           }
           // The end is reported once the last checkpoint and the log are safe in the store.
-          void this.uploadAtEnd(e, logger).finally(() =>
+          void this.uploadAtEnd(e, logger).finally(() => {
             this.setState(e, "exited", {
               exitCode: exit.exitCode,
               signal: exit.signal,
@@ -318,8 +336,10 @@ export class TaskManager {
               step: exit.step ?? e.report.step,
               metrics: { ...exit.metrics },
               lastLines: e.tail.slice(-TAIL_LINES),
-            }),
-          );
+            });
+            // Durable until forgotten: an agent killed before the controller hears of the end reports it after its restart.
+            this.writeRecord(cmd, null, e.report);
+          });
         },
       });
       e.handle = handle;
@@ -519,7 +539,10 @@ export class TaskManager {
   forget(taskIds: readonly string[]): void {
     for (const id of taskIds) {
       const e = this.tasks.get(id);
-      if (e && e.state !== "starting" && e.state !== "running") this.tasks.delete(id);
+      if (e && e.state !== "starting" && e.state !== "running") {
+        this.tasks.delete(id);
+        this.dropRecord(id);
+      }
     }
   }
 

@@ -1,25 +1,12 @@
 import { randomUUID } from "node:crypto";
-import { type TestDatabase, createTestDatabase } from "@gpuorch/testing";
+import type { TestDatabase } from "@gpuorch/testing";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type NewDeliveryRow, type StoredAlert, existingAlertKeys, insertAlert, listAlerts, listPendingDeliveries, recordDeliveryAttempt } from "./alerts.js";
-import { type Database, type Db, openDatabase } from "./open.js";
+import type { Database, Db } from "./open.js";
+import { contractDrivers } from "./contract-drivers.test-util.js";
 
-interface Driver {
-  name: string;
-  open(): Promise<{ database: Database; testDb?: TestDatabase }>;
-}
-
-const drivers: Driver[] = [
-  { name: "pglite", open: async () => ({ database: await openDatabase({ memory: true }) }) },
-  {
-    name: "postgresql",
-    open: async () => {
-      const testDb = await createTestDatabase();
-      return { database: await openDatabase({ url: testDb.url, poolMax: 4 }), testDb };
-    },
-  },
-];
+const drivers = contractDrivers();
 
 const t0 = new Date("2030-01-01T00:00:00.000Z");
 const at = (s: number) => new Date(t0.getTime() + s * 1000);

@@ -1,33 +1,20 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type JobStatus, type NodeRegistration, replayEvents } from "@gpuorch/core";
-import { type TestDatabase, createTestDatabase, newJobInput } from "@gpuorch/testing";
+import { type TestDatabase, newJobInput } from "@gpuorch/testing";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ArtifactReportRow, type ArtifactVerdict, insertArtifact, latestCheckpoint, latestCheckpointSteps, listArtifacts, recordArtifactReport } from "./artifacts.js";
 import { getJobEvents } from "./job-events.js";
 import { getJob, insertJob, transitionJob } from "./jobs.js";
 import { upsertNodeRegistration } from "./nodes.js";
-import { type Database, type Db, openDatabase } from "./open.js";
+import type { Database, Db } from "./open.js";
 import { endTasks, insertTasks } from "./tasks.js";
 import { createTeam } from "./teams.js";
+import { contractDrivers } from "./contract-drivers.test-util.js";
 
-interface Driver {
-  name: string;
-  open(): Promise<{ database: Database; testDb?: TestDatabase }>;
-}
-
-const drivers: Driver[] = [
-  { name: "pglite", open: async () => ({ database: await openDatabase({ memory: true }) }) },
-  {
-    name: "postgresql",
-    open: async () => {
-      const testDb = await createTestDatabase();
-      // Enough connections that the racing transactions of the fencing test really overlap.
-      return { database: await openDatabase({ url: testDb.url, poolMax: 16 }), testDb };
-    },
-  },
-];
+// Enough connections that the racing transactions of the fencing test really overlap.
+const drivers = contractDrivers({ poolMax: 16 });
 
 const TO_RUNNING: JobStatus[] = ["scheduled", "provisioning", "running"];
 

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { JobStatus, NodeRegistration } from "@gpuorch/core";
-import { type TestDatabase, createTestDatabase, newJobInput } from "@gpuorch/testing";
+import { type TestDatabase, newJobInput } from "@gpuorch/testing";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -16,25 +16,12 @@ import {
 } from "./costs.js";
 import { type NewJobInput, insertJob, transitionJob } from "./jobs.js";
 import { markNodeStates, recordHeartbeats, upsertNodeRegistration } from "./nodes.js";
-import { type Database, type Db, openDatabase } from "./open.js";
+import type { Database, Db } from "./open.js";
 import { applyTaskUpdates, endTasks, insertTasks, setNodeDraining } from "./tasks.js";
 import { createTeam } from "./teams.js";
+import { contractDrivers } from "./contract-drivers.test-util.js";
 
-interface Driver {
-  name: string;
-  open(): Promise<{ database: Database; testDb?: TestDatabase }>;
-}
-
-const drivers: Driver[] = [
-  { name: "pglite", open: async () => ({ database: await openDatabase({ memory: true }) }) },
-  {
-    name: "postgresql",
-    open: async () => {
-      const testDb = await createTestDatabase();
-      return { database: await openDatabase({ url: testDb.url, poolMax: 4 }), testDb };
-    },
-  },
-];
+const drivers = contractDrivers();
 
 /** Shortest legal path from pending to each state used here. */
 const PATH_TO: Partial<Record<JobStatus, JobStatus[]>> = {

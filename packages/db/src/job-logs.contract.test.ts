@@ -1,28 +1,15 @@
 import { randomUUID } from "node:crypto";
-import { type TestDatabase, createTestDatabase, newJobInput } from "@gpuorch/testing";
+import { type TestDatabase, newJobInput } from "@gpuorch/testing";
 import { eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type NewJobLogLine, appendJobLogs, droppedLinesMarker, readJobLogs, storableLogText } from "./job-logs.js";
 import { insertJob } from "./jobs.js";
-import { type Database, type Db, openDatabase } from "./open.js";
+import type { Database, Db } from "./open.js";
 import { jobLogStats, jobLogs } from "./schema.js";
 import { createTeam } from "./teams.js";
+import { contractDrivers } from "./contract-drivers.test-util.js";
 
-interface Driver {
-  name: string;
-  open(): Promise<{ database: Database; testDb?: TestDatabase }>;
-}
-
-const drivers: Driver[] = [
-  { name: "pglite", open: async () => ({ database: await openDatabase({ memory: true }) }) },
-  {
-    name: "postgresql",
-    open: async () => {
-      const testDb = await createTestDatabase();
-      return { database: await openDatabase({ url: testDb.url, poolMax: 4 }), testDb };
-    },
-  },
-];
+const drivers = contractDrivers();
 
 const t0 = new Date("2030-01-01T00:00:00.000Z");
 

@@ -5,22 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { countNodesByState, getNode, listNodes, markNodeStates, recordHeartbeats, upsertNodeRegistration, withSingletonLock } from "./nodes.js";
 import { type Database, type Db, openDatabase } from "./open.js";
 import { setNodeDraining } from "./tasks.js";
+import { contractDrivers } from "./contract-drivers.test-util.js";
 
-interface Driver {
-  name: string;
-  open(): Promise<{ database: Database; testDb?: TestDatabase }>;
-}
-
-const drivers: Driver[] = [
-  { name: "pglite", open: async () => ({ database: await openDatabase({ memory: true }) }) },
-  {
-    name: "postgresql",
-    open: async () => {
-      const testDb = await createTestDatabase();
-      return { database: await openDatabase({ url: testDb.url, poolMax: 4 }), testDb };
-    },
-  },
-];
+const drivers = contractDrivers();
 
 function registration(over: Partial<NodeRegistration> = {}): NodeRegistration {
   return {

@@ -1,8 +1,8 @@
 import type { CatalogOffer } from "@gpuorch/core";
-import { type TestDatabase, createTestDatabase } from "@gpuorch/testing";
+import type { TestDatabase } from "@gpuorch/testing";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { type Database, type Db, openDatabase } from "./open.js";
+import type { Database, Db } from "./open.js";
 import {
   createPricingStore,
   listPricingStatus,
@@ -12,22 +12,9 @@ import {
   seedCatalogIfEmpty,
   summarizePricingSources,
 } from "./pricing.js";
+import { contractDrivers } from "./contract-drivers.test-util.js";
 
-interface Driver {
-  name: string;
-  open(): Promise<{ database: Database; testDb?: TestDatabase }>;
-}
-
-const drivers: Driver[] = [
-  { name: "pglite", open: async () => ({ database: await openDatabase({ memory: true }) }) },
-  {
-    name: "postgresql",
-    open: async () => {
-      const testDb = await createTestDatabase();
-      return { database: await openDatabase({ url: testDb.url, poolMax: 4 }), testDb };
-    },
-  },
-];
+const drivers = contractDrivers();
 
 function offer(over: Partial<CatalogOffer> = {}): CatalogOffer {
   return {

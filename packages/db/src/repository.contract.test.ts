@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from "node:crypto";
 import { AppError, JOB_STATUSES, type JobStatus, canTransition, isTerminal, replayEvents } from "@gpuorch/core";
-import { type TestDatabase, createTestDatabase, newJobInput } from "@gpuorch/testing";
+import { type TestDatabase, newJobInput } from "@gpuorch/testing";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { insertArtifact, listArtifacts } from "./artifacts.js";
@@ -13,23 +13,10 @@ import { encodePageToken } from "./page-token.js";
 import { allocations } from "./schema.js";
 import { createTeam, ensureTeam, getTeamByName } from "./teams.js";
 import { findPrincipalByTokenHash, insertApiToken, revokeToken } from "./tokens.js";
+import { contractDrivers } from "./contract-drivers.test-util.js";
 
 /** One driver under test: how to get a migrated database, and how to get at it again. */
-interface Driver {
-  name: string;
-  open(): Promise<{ database: Database; testDb?: TestDatabase }>;
-}
-
-const drivers: Driver[] = [
-  { name: "pglite", open: async () => ({ database: await openDatabase({ memory: true }) }) },
-  {
-    name: "postgresql",
-    open: async () => {
-      const testDb = await createTestDatabase();
-      return { database: await openDatabase({ url: testDb.url, poolMax: 4 }), testDb };
-    },
-  },
-];
+const drivers = contractDrivers();
 
 /** The AppError `p` rejects with; fails the test if it resolves or throws something else. */
 async function rejection(p: Promise<unknown>): Promise<AppError> {
