@@ -253,3 +253,44 @@ export function trainingFacts(logs: string): { hashes: string[]; resumed: number
   const resumed = [...logs.matchAll(/GPUORCH_RESUMED step=(\d+)/g)].map((m) => Number(m[1]));
   return { hashes, resumed };
 }
+
+// ---------------------------------------------------------------------------
+// A restartable controller on a fixed gRPC port (the soak scenario): agents
+// reconnect to the same address, and the CLI keeps using `cluster.address`.
+
+import { startControllerProcess } from "./helpers.js";
+
+export interface ControllerLaunch {
+  databaseUrl: string;
+  /** Fixed, so that agents find the controller again after a restart. */
+  grpcPort: number;
+  extraArgs?: string[];
+}
+
+/** Starts the cluster's controller (`cluster.ctl`) on `launch.grpcPort` and its database; retries briefly while the port is still held. */
+export async function startClusterController(cluster: Cluster, launch: ControllerLaunch): Promise<ControllerProcess> {
+  for (let i = 0; ; i++) {
+    try {
+      cluster.ctl = await startControllerProcess({
+        databaseUrl: launch.databaseUrl,
+        extraArgs: ["--grpc-port", String(launch.grpcPort), ...(launch.extraArgs ?? [])],
+      });
+      return cluster.ctl;
+    } catch (e) {
+      if (i >= 4) throw e;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  }
+}
+
+/**
+ * kill -9 of the controller, then (after `downMs`) a new one on the same port
+ * and database. Returns the killed process (its `logs()` stay readable).
+ */
+export async function restartController(cluster: Cluster, launch: ControllerLaunch, downMs = 0): Promise<ControllerProcess> {
+  const old = cluster.ctl;
+  await old.stop("SIGKILL");
+  if (downMs > 0) await new Promise((r) => setTimeout(r, downMs));
+  await startClusterController(cluster, launch);
+  return old;
+}
