@@ -259,7 +259,11 @@ export class TaskSupervisor {
     this.deps.onCapacityFreed?.();
   }
 
-  /** Jobs stuck in checkpointing past the timeout (their emergency checkpoint never came): requeued from the last checkpoint. */
+  /**
+   * Jobs stuck in checkpointing past the timeout (their emergency checkpoint
+   * never came): requeued from the last checkpoint. Jobs left in `requeued`
+   * by a controller that died between the two transitions: on to pending.
+   */
   async sweepCheckpointing(): Promise<number> {
     const timeout = this.deps.checkpointTimeoutMs ?? 120_000;
     const stale = await jobsInStatusSince(this.deps.db, "checkpointing", new Date(this.deps.clock.now().getTime() - timeout));
@@ -271,7 +275,23 @@ export class TaskSupervisor {
         }
       });
     }
-    return stale.length;
+    // `requeued` is left at once for pending (same decision); a job still there was left by a controller that died in between.
+    const stranded = await jobsInStatusSince(this.deps.db, "requeued", new Date(this.deps.clock.now().getTime() - 5_000));
+    for (const s of stranded) {
+      await this.serial(s.id, async () => {
+        const job = (await this.loadJobs([s.id])).get(s.id);
+        if (job?.status !== "requeued" || job.attempt !== s.attempt) return;
+        if (job.attempt >= job.max_attempts) {
+          await this.transition(job.id, "requeued", "failed", `no attempts left (max_attempts ${job.max_attempts})`);
+          return;
+        }
+        const ckpt = await latestCheckpoint(this.deps.db, job.id);
+        const resume = ckpt?.step != null ? `; resumes from the checkpoint at step ${ckpt.step} (attempt ${ckpt.attempt})` : "";
+        await this.transition(job.id, "requeued", "pending", `attempt ${job.attempt + 1} of ${job.max_attempts} (requeue finished after a controller restart)${resume}`);
+        this.deps.onCapacityFreed?.();
+      });
+    }
+    return stale.length + stranded.length;
   }
 
   /**
