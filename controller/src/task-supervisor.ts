@@ -239,6 +239,8 @@ export class TaskSupervisor {
       await this.serial(jobId, async () => {
         const job = (await this.loadJobs([jobId])).get(jobId);
         if (!job || isTerminal(job.status) || job.status === "requeued" || job.status === "pending") return;
+        // Independent units: those on this node are lost with it and placed again one by one; the rest run on.
+        if (job.execution_mode === "multi_task") return;
         if (!onNode.some((t) => t.jobId === jobId && t.attempt === job.attempt)) return;
         const host = onNode.find((t) => t.jobId === jobId)?.hostname ?? nodeId;
         const policy = checkpointPolicyOf(job.spec);
@@ -640,7 +642,8 @@ export function buildLaunchCommand(
     hosts: peers.map((t) => ({ host: addrs.get(t.nodeId)?.host ?? t.hostname, slots: Math.max(1, t.gpuIndices.length), port: t.masterPort })),
     unit: task.unit,
     cpuProcesses: 0,
-    checkpoint: checkpointPolicyOf(job.spec),
+    // Checkpoints are per gang: multi_task units (independent trials/shards) would share one key space, so they rerun from scratch.
+    checkpoint: task.unit >= 0 ? null : checkpointPolicyOf(job.spec),
     resume: null,
     datasetUri: datasetToFetch(parseSpec(job.spec)),
   };
