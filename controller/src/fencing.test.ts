@@ -14,6 +14,7 @@ import {
   listArtifacts,
   markNodeDisconnected,
   openDatabase,
+  transitionJob,
   upsertNodeRegistration,
 } from "@gpuorch/db";
 import type { ConnectResponse } from "@gpuorch/proto";
@@ -472,6 +473,20 @@ describe("fencing at the controller (PostgreSQL)", () => {
       expect(after.version).toBe(j.version);
       expect(await latestCheckpoint(db, jobId)).toBeNull();
       expect(await supervisor.sweepCheckpointing()).toBe(0);
+    });
+
+    it("a job left in requeued by a controller that died between the two transitions moves on to pending", async () => {
+      const { jobId } = await running();
+      // What the dead controller managed: running → requeued, not yet requeued → pending.
+      await transitionJob(db, { jobId, to: "requeued", reason: "node rank 0 on host-a was lost", actor: "controller:tasks" });
+      expect(await supervisor.sweepCheckpointing()).toBe(0); // too fresh: the live path may still be on it
+      clock.advance(10_000);
+      expect(await supervisor.sweepCheckpointing()).toBe(1);
+      const j = await job(jobId);
+      expect(j.status).toBe("pending");
+      expect(j.attempt).toBe(2);
+      expect(j.statusReason).toContain("requeue finished after a controller restart");
+      expect(replay(await getJobEvents(db, jobId))).toBe("pending");
     });
 
     it("a job without checkpoint.uri is requeued at once, with no checkpoint request", async () => {
