@@ -14,6 +14,7 @@ import {
   listArtifacts,
   markNodeDisconnected,
   openDatabase,
+  applyTaskUpdates,
   transitionJob,
   upsertNodeRegistration,
 } from "@gpuorch/db";
@@ -487,6 +488,18 @@ describe("fencing at the controller (PostgreSQL)", () => {
       expect(j.attempt).toBe(2);
       expect(j.statusReason).toContain("requeue finished after a controller restart");
       expect(replay(await getJobEvents(db, jobId))).toBe("pending");
+    });
+
+    it("a job whose task end was recorded by a controller that died before moving the job is completed at the next start", async () => {
+      const { jobId, t1, a } = await running();
+      // What the dead controller managed: the task's end, not the job's transition.
+      await applyTaskUpdates(db, a, [{ taskId: t1.id, state: "succeeded", exitCode: 0, signal: null, step: 30, reason: null }]);
+      expect((await job(jobId)).status).toBe("running");
+      const restarted = new TaskSupervisor({ db, ids, clock, logger, sessions, stopGraceSeconds: 30, launchTimeoutMs: LAUNCH_TIMEOUT_MS });
+      await restarted.load();
+      await restarted.judge(jobId); // waits for the judgement load() started
+      expect((await job(jobId)).status).toBe("completed");
+      expect(replay(await getJobEvents(db, jobId))).toBe("completed");
     });
 
     it("a job without checkpoint.uri is requeued at once, with no checkpoint request", async () => {

@@ -92,9 +92,18 @@ export class TaskSupervisor {
 
   constructor(private readonly deps: TaskSupervisorDeps) {}
 
-  /** Loads which nodes have active tasks (at start). */
+  /**
+   * At start: which nodes have active tasks, and a judgement of every live
+   * job — a controller killed between recording a task's end and moving its
+   * job (completed, failed, requeued) left the job behind, and nothing else
+   * would look at it again.
+   */
   async load(): Promise<void> {
     for (const t of await findTasks(this.deps.db, { activeOnly: true })) this.busyNodes.add(t.nodeId);
+    const later = new Date(this.deps.clock.now().getTime() + 86_400_000);
+    for (const status of ["scheduled", "provisioning", "running", "checkpointing"] as const) {
+      for (const j of await jobsInStatusSince(this.deps.db, status, later)) void this.judge(j.id);
+    }
   }
 
   /** Sends the launch commands of freshly placed tasks and moves their jobs to provisioning. */
@@ -435,6 +444,8 @@ export class TaskSupervisor {
         });
       } else if (!live && !activeIds.has(r.taskId)) {
         forget.push(r.taskId);
+        // Its end is recorded; make sure its job was moved along too (level-triggered, idempotent).
+        touched.add(r.jobId);
       }
     }
     if (forget.length > 0) this.deps.sessions.send(nodeId, { forget: { taskIds: forget } });
