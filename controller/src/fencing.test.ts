@@ -1,90 +1,33 @@
 import { randomBytes, randomUUID } from "node:crypto";
-import { type AgentArtifactReport, type AgentInterruptionReport, type AgentTaskReport, type JobEvent, replayEvents } from "@gpuorch/core";
+import { type AgentArtifactReport, type AgentInterruptionReport, type JobEvent, replayEvents } from "@gpuorch/core";
 import {
   type Database,
-  type NewJobInput,
   type TaskRecord,
   createTeam,
   findTasks,
   getJob,
   getJobEvents,
   getNode,
-  insertJob,
   latestCheckpoint,
   listArtifacts,
   markNodeDisconnected,
   openDatabase,
   applyTaskUpdates,
   transitionJob,
-  upsertNodeRegistration,
 } from "@gpuorch/db";
-import type { ConnectResponse } from "@gpuorch/proto";
 import { createLogger } from "@gpuorch/runtime";
-import { parseJobSpec } from "@gpuorch/spec";
 import { type TestDatabase, createTestDatabase } from "@gpuorch/testing";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { type AgentSession, AgentSessions } from "./agent-sessions.js";
+import { AgentSessions } from "./agent-sessions.js";
 import { SchedulerLoop } from "./scheduler-loop.js";
 import { TaskSupervisor } from "./task-supervisor.js";
+import { FakeClock, RecordingSession, exited, registerNode, report, submit } from "./supervisor.test-util.js";
 
 const logger = createLogger({ name: "test", level: "silent" });
 const ids = { newId: () => randomUUID() };
 const LAUNCH_TIMEOUT_MS = 60_000;
 const CHECKPOINT_TIMEOUT_MS = 30_000;
 const CKPT_URI = "s3://ckpt-bucket/runs";
-
-/** A clock the test moves by hand (starts at the real time: the database stamps rows with its now()). */
-class FakeClock {
-  private t = Date.now();
-  now(): Date {
-    return new Date(this.t);
-  }
-  advance(ms: number): void {
-    this.t += ms;
-  }
-}
-
-/** Stands in for a node's Connect stream: records what the controller sends. */
-class RecordingSession implements AgentSession {
-  readonly sent: ConnectResponse[] = [];
-  constructor(readonly nodeId: string) {}
-  send(msg: ConnectResponse): Promise<void> {
-    this.sent.push(msg);
-    return Promise.resolve();
-  }
-  launches() {
-    return this.sent.flatMap((m) => (m.launch ? [m.launch] : []));
-  }
-  stops() {
-    return this.sent.flatMap((m) => (m.stop ? [m.stop] : []));
-  }
-  forgets() {
-    return this.sent.flatMap((m) => (m.forget ? m.forget.taskIds : []));
-  }
-  checkpointNows() {
-    return this.sent.flatMap((m) => (m.checkpointNow ? [m.checkpointNow] : []));
-  }
-}
-
-async function registerNode(db: Database["db"], hostname: string, privateIp: string, nodeId: string | null = null): Promise<string> {
-  const out = await upsertNodeRegistration(
-    db,
-    {
-      nodeId,
-      hostname,
-      labels: { provider: "aws", region: "us-east-1", zone: "", network: "vpc-a", instanceType: "p5.48xlarge", spot: true, privateIp },
-      cpuCores: 64,
-      memoryMib: 512_000,
-      agentVersion: "test",
-      driverVersion: "550",
-      cudaVersion: "12.4",
-      degradedReason: null,
-      gpus: [{ index: 0, uuid: `GPU-${hostname}-0`, name: "NVIDIA H100 80GB HBM3", memoryTotalMib: 81_559, migEnabled: false, migDevices: [] }],
-    },
-    { newId: randomUUID(), now: new Date() },
-  );
-  return out.nodeId;
-}
 
 function trainYaml(name: string, checkpoint: boolean): string {
   return `version: 1
@@ -101,50 +44,6 @@ ${checkpoint ? `checkpoint:\n  uri: ${CKPT_URI}/${name}\n  keep: 3\n  interval_s
 `;
 }
 
-async function submit(db: Database["db"], teamId: string, yaml: string): Promise<string> {
-  const parsed = parseJobSpec(yaml);
-  if (!parsed.ok) throw new Error(`bad spec: ${JSON.stringify(parsed.issues)}`);
-  const spec = parsed.spec;
-  const input: NewJobInput = {
-    id: randomUUID(),
-    teamId,
-    name: spec.job.name,
-    project: null,
-    type: spec.job.type,
-    framework: spec.job.framework,
-    executionMode: spec.execution.mode,
-    priority: spec.constraints.priority,
-    maxAttempts: spec.retry.max_attempts,
-    gpus: spec.resources.gpus,
-    specYaml: yaml,
-    spec: spec as unknown as Record<string, unknown>,
-    budgetUsd: null,
-    deadline: null,
-    idempotencyKey: null,
-    actor: "test",
-  };
-  return (await insertJob(db, input)).job.id;
-}
-
-function report(t: TaskRecord, state: AgentTaskReport["state"], over: Partial<AgentTaskReport> = {}): AgentTaskReport {
-  return {
-    taskId: t.id,
-    jobId: t.jobId,
-    attempt: t.attempt,
-    nodeRank: t.nodeRank,
-    state,
-    exitCode: null,
-    signal: null,
-    stopped: false,
-    step: null,
-    metrics: {},
-    message: "",
-    lastLines: [],
-    changedAt: new Date(),
-    ...over,
-  };
-}
-const exited = (t: TaskRecord, exitCode: number) => report(t, "exited", { exitCode });
 
 /** What the agent of `t` reports after uploading (and verifying) a checkpoint at `step`. */
 function checkpoint(t: TaskRecord, step: number, over: Partial<AgentArtifactReport> = {}): AgentArtifactReport {
@@ -219,7 +118,7 @@ describe("fencing at the controller (PostgreSQL)", () => {
       checkpointTimeoutMs: CHECKPOINT_TIMEOUT_MS,
     });
     scheduler = new SchedulerLoop({ db, ids, clock, logger, intervalMs: 60_000, batchLimit: 100, onPlaced: (t, l) => supervisor.launch(t, l) });
-    nodes = [await registerNode(db, "host-a", "10.0.0.1"), await registerNode(db, "host-b", "10.0.0.2")];
+    nodes = [await registerNode(db, "host-a", "10.0.0.1", { spot: true }), await registerNode(db, "host-b", "10.0.0.2", { spot: true })];
     recorders.clear();
     detachers.clear();
     for (const n of nodes) connect(n);
