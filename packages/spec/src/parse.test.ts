@@ -254,3 +254,26 @@ describe("MIG_PROFILES", () => {
     expect(Object.isFrozen(MIG_PROFILES.H100)).toBe(true);
   });
 });
+
+describe("checkpoint.trigger and data.fetch", () => {
+  const base = `version: 1
+job: {name: t, type: training, framework: pytorch_ddp}
+entrypoint: {command: [python, train.py]}
+resources: {gpus: 1}
+`;
+  it("accepts them and keeps them in the normalized spec", () => {
+    const r = parseJobSpec(`${base}checkpoint: {uri: "s3://ckpts/c/", trigger: file}\ndata: {dataset: "s3://datasets/d/", fetch: true}\n`);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.spec.checkpoint.trigger).toBe("file");
+    expect(r.spec.data.fetch).toBe(true);
+  });
+  it("names the field and the choices when a value is wrong", () => {
+    const r = parseJobSpec(`${base}checkpoint: {trigger: sometimes}\ndata: {fetch: maybe}\n`);
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    const by = new Map(r.issues.map((i) => [i.path, i.message]));
+    expect(by.get("checkpoint.trigger")).toMatch(/signal.*file/);
+    expect(by.get("data.fetch")).toMatch(/true|false|boolean/);
+  });
+});
