@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import { dbCall } from "./db-errors.js";
+import { dbCall, sqlRows } from "./db-errors.js";
 import type { Db } from "./open.js";
 
 /**
@@ -8,10 +8,6 @@ import type { Db } from "./open.js";
  * restart alerts nobody twice; each delivery keeps every attempt.
  */
 
-async function rows<T>(db: Db, query: ReturnType<typeof sql>): Promise<T[]> {
-  const res = (await dbCall(() => db.execute(query))) as unknown as { rows: T[] };
-  return res.rows;
-}
 
 export interface StoredAlert {
   id: string;
@@ -37,7 +33,7 @@ export interface NewDeliveryRow {
 /** The alert and its pending deliveries in one statement; nothing is written when its dedupe key exists (an empty key is no key). */
 export async function insertAlert(db: Db, alert: StoredAlert, deliveries: readonly NewDeliveryRow[]): Promise<{ created: boolean }> {
   const d = JSON.stringify(deliveries.map((x) => ({ id: x.deliveryId, channel: x.channel, channel_type: x.channelType })));
-  const r = await rows<{ id: string }>(
+  const r = await sqlRows<{ id: string }>(
     db,
     sql`
       WITH a AS (
@@ -103,7 +99,7 @@ interface PendingRow {
 }
 
 export async function listPendingDeliveries(db: Db, opts: { limit: number }): Promise<PendingDeliveryRow[]> {
-  const r = await rows<PendingRow>(
+  const r = await sqlRows<PendingRow>(
     db,
     sql`SELECT d.id AS delivery_id, d.channel, d.attempts, a.id, a.kind, a.severity, a.team, a.project, a.job_id, a.node_id, a.message, a.details, a.created_at, a.dedupe_key
         FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id
@@ -139,7 +135,7 @@ function toStoredAlert(x: PendingRow): StoredAlert {
 export async function existingAlertKeys(db: Db, keys: readonly string[]): Promise<Set<string>> {
   if (keys.length === 0) return new Set();
   // The keys travel as a JSON array: JSON string escapes (\n, \t, \uXXXX) are not text[] literal escapes.
-  const r = await rows<{ dedupe_key: string }>(
+  const r = await sqlRows<{ dedupe_key: string }>(
     db,
     sql`SELECT dedupe_key FROM alerts WHERE dedupe_key = ANY(ARRAY(SELECT jsonb_array_elements_text(${JSON.stringify(keys)}::jsonb)))`,
   );
@@ -152,7 +148,7 @@ export interface AlertListItem extends StoredAlert {
 
 /** Newest first; `teamId` null = all teams. */
 export async function listAlerts(db: Db, opts: { limit: number; team?: string | null; jobId?: string | null }): Promise<AlertListItem[]> {
-  const r = await rows<PendingRow & { deliveries: AlertListItem["deliveries"] | string }>(
+  const r = await sqlRows<PendingRow & { deliveries: AlertListItem["deliveries"] | string }>(
     db,
     sql`SELECT a.id, a.kind, a.severity, a.team, a.project, a.job_id, a.node_id, a.message, a.details, a.created_at, a.dedupe_key,
           COALESCE((SELECT jsonb_agg(jsonb_build_object('channel', d.channel, 'status', d.status, 'attempts', d.attempts, 'lastError', d.last_error) ORDER BY d.channel)

@@ -1,6 +1,6 @@
 import { AppError, type ArtifactType, type JobArtifact } from "@gpuorch/core";
 import { and, asc, eq, getTableColumns, isNull, sql } from "drizzle-orm";
-import { dbCall } from "./db-errors.js";
+import { dbCall, sqlRows } from "./db-errors.js";
 import type { Db } from "./open.js";
 import { isUuid } from "./page-token.js";
 import { jobArtifacts } from "./schema.js";
@@ -93,9 +93,6 @@ function toArtifact(r: ArtifactRow): JobArtifact {
   };
 }
 
-async function execRows<T>(db: Db, q: ReturnType<typeof sql>): Promise<T[]> {
-  return ((await db.execute(q)) as unknown as { rows: T[] }).rows;
-}
 
 /**
  * Records an agent's artifact report, fenced by attempt: the job's row is
@@ -114,14 +111,14 @@ export function recordArtifactReport(db: Db, nodeId: string, r: ArtifactReportRo
   return dbCall(() =>
     db.transaction(async (tx) => {
       if (!isUuid(r.jobId)) return { accepted: false, reason: "job_unknown", message: `job ${r.jobId} does not exist` };
-      const [job] = await execRows<{ attempt: number; status: string; keep: number | null }>(
+      const [job] = await sqlRows<{ attempt: number; status: string; keep: number | null }>(
         tx,
         sql`SELECT attempt, status, (spec->'checkpoint'->>'keep')::int AS keep FROM jobs WHERE id = ${r.jobId}::uuid FOR SHARE`,
       );
       if (!job) return { accepted: false, reason: "job_unknown", message: `job ${r.jobId} does not exist` };
       // A resend of a report already recorded (its ack was lost) is a duplicate, whatever the job did since:
       // refusing it would make the agent delete a checkpoint the next attempt resumes from.
-      const [known] = await execRows<ArtifactRow>(tx, sql`SELECT id, job_id, attempt, type, uri, step, bytes, sha256, created_at FROM job_artifacts WHERE id = ${r.artifactId}::uuid`);
+      const [known] = await sqlRows<ArtifactRow>(tx, sql`SELECT id, job_id, attempt, type, uri, step, bytes, sha256, created_at FROM job_artifacts WHERE id = ${r.artifactId}::uuid`);
       if (known) {
         if (known.job_id !== r.jobId) return { accepted: false, reason: "artifact_id_taken", message: `artifact id ${r.artifactId} belongs to another job` };
         return { accepted: true, duplicate: true, artifact: toArtifact(known), prune: [] };
@@ -130,12 +127,12 @@ export function recordArtifactReport(db: Db, nodeId: string, r: ArtifactReportRo
         return { accepted: false, reason: "stale_attempt", message: `attempt ${r.attempt} of job ${r.jobId} is over; the job is at attempt ${job.attempt}` };
       }
       if (!isUuid(r.taskId)) return { accepted: false, reason: "task_unknown", message: `task ${r.taskId} is not a task of this attempt on this node` };
-      const [task] = await execRows<{ id: string }>(
+      const [task] = await sqlRows<{ id: string }>(
         tx,
         sql`SELECT id FROM tasks WHERE id = ${r.taskId}::uuid AND job_id = ${r.jobId}::uuid AND attempt = ${r.attempt} AND node_id = ${nodeId}::uuid`,
       );
       if (!task) return { accepted: false, reason: "task_unknown", message: `task ${r.taskId} is not attempt ${r.attempt}'s task on this node` };
-      const inserted = await execRows<ArtifactRow>(
+      const inserted = await sqlRows<ArtifactRow>(
         tx,
         sql`INSERT INTO job_artifacts (id, job_id, attempt, type, uri, step, bytes, sha256, task_id, emergency)
             VALUES (${r.artifactId}::uuid, ${r.jobId}::uuid, ${r.attempt}, ${r.type}, ${r.uri}, ${r.step}, ${r.bytes}, ${r.sha256}, ${r.taskId}::uuid, ${r.emergency})
@@ -145,13 +142,13 @@ export function recordArtifactReport(db: Db, nodeId: string, r: ArtifactReportRo
       let row = inserted[0];
       const duplicate = row === undefined;
       if (!row) {
-        [row] = await execRows<ArtifactRow>(tx, sql`SELECT id, job_id, attempt, type, uri, step, bytes, sha256, created_at FROM job_artifacts WHERE id = ${r.artifactId}::uuid`);
+        [row] = await sqlRows<ArtifactRow>(tx, sql`SELECT id, job_id, attempt, type, uri, step, bytes, sha256, created_at FROM job_artifacts WHERE id = ${r.artifactId}::uuid`);
         if (!row || row.job_id !== r.jobId) return { accepted: false, reason: "artifact_id_taken", message: `artifact id ${r.artifactId} belongs to another job` };
       }
       let prune: string[] = [];
       if (r.type === "checkpoint" && !duplicate) {
         const keep = Math.max(1, job.keep ?? 3);
-        const doomed = await execRows<{ uri: string }>(
+        const doomed = await sqlRows<{ uri: string }>(
           tx,
           sql`UPDATE job_artifacts SET deleted_at = now()
               WHERE id IN (
@@ -172,7 +169,7 @@ export function recordArtifactReport(db: Db, nodeId: string, r: ArtifactReportRo
 export function latestCheckpoint(db: Db, jobId: string): Promise<JobArtifact | null> {
   return dbCall(async () => {
     if (!isUuid(jobId)) return null;
-    const [row] = await execRows<ArtifactRow>(
+    const [row] = await sqlRows<ArtifactRow>(
       db,
       sql`SELECT id, job_id, attempt, type, uri, step, bytes, sha256, created_at FROM job_artifacts
           WHERE job_id = ${jobId}::uuid AND type = 'checkpoint' AND deleted_at IS NULL AND sha256 IS NOT NULL
@@ -187,7 +184,7 @@ export function latestCheckpointSteps(db: Db, jobIds: readonly string[]): Promis
   return dbCall(async () => {
     const ids = jobIds.filter(isUuid);
     if (ids.length === 0) return new Map();
-    const r = await execRows<{ job_id: string; step: string | number }>(
+    const r = await sqlRows<{ job_id: string; step: string | number }>(
       db,
       sql`SELECT job_id, max(step) AS step FROM job_artifacts
           WHERE job_id = ANY(${`{${ids.join(",")}}`}::uuid[]) AND type = 'checkpoint' AND deleted_at IS NULL GROUP BY job_id`,

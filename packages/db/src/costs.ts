@@ -1,6 +1,6 @@
 import { type JobStatus, parseUsdMicros } from "@gpuorch/core";
 import { sql } from "drizzle-orm";
-import { dbCall } from "./db-errors.js";
+import { dbCall, sqlRows } from "./db-errors.js";
 import type { Db } from "./open.js";
 
 /**
@@ -17,10 +17,6 @@ import type { Db } from "./open.js";
  * rounded once, to the micro-dollar; totals are sums of those integers.
  */
 
-async function rows<T>(db: Db, query: ReturnType<typeof sql>): Promise<T[]> {
-  const res = (await dbCall(() => db.execute(query))) as unknown as { rows: T[] };
-  return res.rows;
-}
 
 /** One job's persisted spending after a refresh. */
 export interface JobSpend {
@@ -69,7 +65,7 @@ const micros = (s: string | null): bigint | null => (s === null ? null : BigInt(
 export async function refreshJobCosts(db: Db, opts: { jobIds?: readonly string[]; settleSeconds?: number } = {}): Promise<JobSpend[]> {
   const ids = `{${(opts.jobIds ?? []).join(",")}}`;
   const settle = opts.settleSeconds ?? 300;
-  const r = await rows<SpendRow>(
+  const r = await sqlRows<SpendRow>(
     db,
     sql`
       WITH target AS (
@@ -153,7 +149,7 @@ export async function costsByGroup(db: Db, opts: { by: CostGrouping; since?: Dat
   const team = opts.teamId ?? null;
   const byJob = opts.by === "job";
   const project = opts.by === "team" ? sql`NULL::text` : sql`j.project`;
-  const r = await rows<GroupRow>(
+  const r = await sqlRows<GroupRow>(
     db,
     sql`
       WITH per_job AS (
@@ -195,7 +191,7 @@ export async function costsByGroup(db: Db, opts: { by: CostGrouping; since?: Dat
 
 /** Spending and GPU-hours per team and project over all time, for metrics. */
 export async function costTotalsByTeamProject(db: Db): Promise<{ team: string; project: string; costMicros: bigint; gpuSeconds: number }[]> {
-  const r = await rows<{ team: string; project: string | null; cost: string; gpu_seconds: string | number }>(
+  const r = await sqlRows<{ team: string; project: string | null; cost: string; gpu_seconds: string | number }>(
     db,
     sql`SELECT tm.name AS team, j.project, round(sum(j.running_cost_usd) * 1000000)::bigint::text AS cost, sum(j.gpu_seconds)::float8 AS gpu_seconds
         FROM jobs j JOIN teams tm ON tm.id = j.team_id
@@ -284,7 +280,7 @@ export interface HeldGpuReading {
 }
 
 export async function heldGpuReadings(db: Db): Promise<HeldGpuReading[]> {
-  const r = await rows<{
+  const r = await sqlRows<{
     job_id: string;
     job_name: string;
     team: string;
@@ -344,7 +340,7 @@ export interface GpuUtilizationSample {
 
 /** Every GPU with a reading on a node that is not lost, ordered by host and index. */
 export async function gpuUtilizationSamples(db: Db): Promise<GpuUtilizationSample[]> {
-  const r = await rows<{
+  const r = await sqlRows<{
     hostname: string;
     gpu_index: number;
     gpu_name: string;
@@ -381,10 +377,10 @@ export async function attemptAllocation(
   jobId: string,
   attempt: number,
 ): Promise<{ provider: string; region: string; instanceType: string; spot: boolean; microsPerHour: bigint } | null> {
-  const res = (await db.execute(
+  const [r] = await sqlRows<{ provider: string; region: string; instance_type: string; spot: boolean; total: string }>(
+    db,
     sql`SELECT provider, region, instance_type, spot, (sum(price_usd_per_hour) OVER ())::text AS total
         FROM allocations WHERE job_id = ${jobId}::uuid AND attempt = ${attempt} ORDER BY created_at LIMIT 1`,
-  )) as unknown as { rows: { provider: string; region: string; instance_type: string; spot: boolean; total: string }[] };
-  const r = res.rows[0];
+  );
   return r ? { provider: r.provider, region: r.region, instanceType: r.instance_type, spot: r.spot, microsPerHour: parseUsdMicros(r.total) } : null;
 }

@@ -1,3 +1,4 @@
+import type { SQL } from "drizzle-orm";
 import { AppError, isAppError } from "@gpuorch/core";
 
 /** The fields of a PostgreSQL error that both drivers (pg, PGlite) expose. */
@@ -83,4 +84,10 @@ export async function dbCall<T>(fn: () => Promise<T>): Promise<T> {
   } catch (e) {
     throw toDbAppError(e);
   }
+}
+
+/** Runs a raw SQL statement and returns its rows, errors translated (see toDbAppError). */
+export async function sqlRows<T>(db: { execute(q: SQL): Promise<unknown> }, query: SQL): Promise<T[]> {
+  const res = (await dbCall(() => db.execute(query))) as { rows: T[] };
+  return res.rows;
 }

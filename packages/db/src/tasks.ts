@@ -1,6 +1,6 @@
 import type { ExecutionMode, Framework, JobStatus, NodeState, TaskState } from "@gpuorch/core";
 import { sql } from "drizzle-orm";
-import { dbCall } from "./db-errors.js";
+import { dbCall, sqlRows } from "./db-errors.js";
 import type { Db } from "./open.js";
 
 /**
@@ -12,10 +12,6 @@ import type { Db } from "./open.js";
 const toDate = (v: Date | string | null): Date | null => (v === null ? null : v instanceof Date ? v : new Date(v));
 const num = (v: string | number | null): number | null => (v === null ? null : Number(v));
 
-async function rows<T>(db: Db, query: ReturnType<typeof sql>): Promise<T[]> {
-  const res = (await dbCall(() => db.execute(query))) as unknown as { rows: T[] };
-  return res.rows;
-}
 
 /** A job the scheduler may place now: pending, or a live multi_task job with units still waiting. */
 export interface SchedulableJob {
@@ -74,7 +70,7 @@ function jobFromRow(r: JobRow): SchedulableJob {
  * never place the same job.
  */
 export async function lockSchedulableJobs(tx: Db, limit: number): Promise<SchedulableJob[]> {
-  const r = await rows<JobRow>(
+  const r = await sqlRows<JobRow>(
     tx,
     sql`SELECT id, name, status, priority, deadline, created_at, attempt, max_attempts, execution_mode, framework, status_reason, spec
         FROM jobs
@@ -107,7 +103,7 @@ export interface PlacementNode {
 
 /** Every node that is not lost, with its GPUs and which job holds each. */
 export async function loadPlacementNodes(tx: Db): Promise<PlacementNode[]> {
-  const r = await rows<{
+  const r = await sqlRows<{
     id: string;
     hostname: string;
     state: NodeState;
@@ -283,7 +279,7 @@ export async function insertTasks(tx: Db, tasks: readonly NewTask[]): Promise<vo
 export async function setPendingReasons(tx: Db, reasons: readonly { jobId: string; reason: string }[]): Promise<number> {
   if (reasons.length === 0) return 0;
   const payload = JSON.stringify(reasons.map((r) => ({ id: r.jobId, reason: r.reason })));
-  const r = await rows<{ id: string }>(
+  const r = await sqlRows<{ id: string }>(
     tx,
     sql`UPDATE jobs SET status_reason = input.reason, updated_at = now()
         FROM jsonb_to_recordset(${payload}::jsonb) AS input(id uuid, reason text)
@@ -332,7 +328,7 @@ export async function applyTaskUpdates(db: Db, nodeId: string, updates: readonly
   const payload = JSON.stringify(
     updates.map((u) => ({ id: u.taskId, state: u.state, exit_code: u.exitCode, signal: u.signal, step: u.step, reason: u.reason })),
   );
-  const r = await rows<TaskRow & { from_state: TaskState }>(
+  const r = await sqlRows<TaskRow & { from_state: TaskState }>(
     db,
     sql`
       WITH input AS (
@@ -375,7 +371,7 @@ export async function applyTaskUpdates(db: Db, nodeId: string, updates: readonly
  */
 export async function endTasks(db: Db, taskIds: readonly string[], state: "stopped" | "lost" | "failed", reason: string): Promise<TaskRecord[]> {
   if (taskIds.length === 0) return [];
-  const r = await rows<TaskRow>(
+  const r = await sqlRows<TaskRow>(
     db,
     sql`
       WITH upd AS (
@@ -404,7 +400,7 @@ export async function findTasks(
   if (where.nodeIds !== undefined) conds.push(sql`t.node_id = ANY(${pgUuidArray(where.nodeIds)}::uuid[])`);
   if (where.ids !== undefined) conds.push(sql`t.id = ANY(${pgUuidArray(where.ids)}::uuid[])`);
   if (where.activeOnly) conds.push(sql`t.state IN ('assigned', 'running')`);
-  const r = await rows<TaskRow>(
+  const r = await sqlRows<TaskRow>(
     db,
     sql`SELECT ${TASK_COLUMNS} FROM tasks t JOIN nodes n ON n.id = t.node_id WHERE ${sql.join(conds, sql` AND `)}
         ORDER BY t.created_at, t.unit, t.node_rank`,
@@ -420,7 +416,7 @@ export function activeTasks(db: Db): Promise<TaskRecord[]> {
 /** The nodes' network addresses (private IP, else hostname) for launch commands. */
 export async function nodeAddresses(db: Db, nodeIds: readonly string[]): Promise<Map<string, { host: string; hostname: string }>> {
   if (nodeIds.length === 0) return new Map();
-  const r = await rows<{ id: string; hostname: string; private_ip: string }>(
+  const r = await sqlRows<{ id: string; hostname: string; private_ip: string }>(
     db,
     sql`SELECT id, hostname, private_ip FROM nodes WHERE id = ANY(${pgUuidArray(nodeIds)}::uuid[])`,
   );
@@ -429,7 +425,7 @@ export async function nodeAddresses(db: Db, nodeIds: readonly string[]): Promise
 
 /** Marks a node draining (or ready again); returns false when it does not exist. Draining nodes take no new tasks. */
 export async function setNodeDraining(db: Db, nodeId: string, drain: boolean): Promise<boolean> {
-  const r = await rows<{ id: string }>(
+  const r = await sqlRows<{ id: string }>(
     db,
     drain
       ? sql`UPDATE nodes SET state = 'draining' WHERE id = ${nodeId}::uuid RETURNING id`
@@ -444,13 +440,13 @@ export async function setNodeDraining(db: Db, nodeId: string, drain: boolean): P
  * ready again. True when it changed.
  */
 export async function markNodeDisconnected(db: Db, nodeId: string): Promise<boolean> {
-  const r = await rows<{ id: string }>(db, sql`UPDATE nodes SET state = 'unreachable' WHERE id = ${nodeId}::uuid AND state = 'ready' RETURNING id`);
+  const r = await sqlRows<{ id: string }>(db, sql`UPDATE nodes SET state = 'unreachable' WHERE id = ${nodeId}::uuid AND state = 'ready' RETURNING id`);
   return r.length > 0;
 }
 
 /** Marks a node preempting (a spot interruption notice): it takes no new tasks and goes lost when silent. False when it does not exist. */
 export async function setNodePreempting(db: Db, nodeId: string): Promise<boolean> {
-  const r = await rows<{ id: string }>(db, sql`UPDATE nodes SET state = 'preempting' WHERE id = ${nodeId}::uuid AND state <> 'lost' RETURNING id`);
+  const r = await sqlRows<{ id: string }>(db, sql`UPDATE nodes SET state = 'preempting' WHERE id = ${nodeId}::uuid AND state <> 'lost' RETURNING id`);
   return r.length > 0;
 }
 
@@ -468,7 +464,7 @@ export interface JobBrief {
 
 export async function getJobBriefs(db: Db, ids: readonly string[]): Promise<Map<string, JobBrief>> {
   if (ids.length === 0) return new Map();
-  const r = await rows<JobBrief>(
+  const r = await sqlRows<JobBrief>(
     db,
     sql`SELECT id, name, status, attempt, max_attempts, execution_mode, framework, spec FROM jobs WHERE id = ANY(${pgUuidArray(ids)}::uuid[])`,
   );
@@ -477,7 +473,7 @@ export async function getJobBriefs(db: Db, ids: readonly string[]): Promise<Map<
 
 /** Jobs that have been in `status` since before `before` (e.g. checkpointing past its deadline). */
 export async function jobsInStatusSince(db: Db, status: JobStatus, before: Date): Promise<{ id: string; attempt: number; updatedAt: Date }[]> {
-  const r = await rows<{ id: string; attempt: number; updated_at: Date | string }>(
+  const r = await sqlRows<{ id: string; attempt: number; updated_at: Date | string }>(
     db,
     sql`SELECT id, attempt, updated_at FROM jobs WHERE status = ${status}::job_status AND updated_at < ${before.toISOString()}::timestamptz ORDER BY updated_at LIMIT 500`,
   );
@@ -486,6 +482,6 @@ export async function jobsInStatusSince(db: Db, status: JobStatus, before: Date)
 
 /** When the job first ran (null before that). */
 export async function jobStartedAt(db: Db, jobId: string): Promise<Date | null> {
-  const r = await rows<{ started_at: Date | string | null }>(db, sql`SELECT started_at FROM jobs WHERE id = ${jobId}::uuid`);
+  const r = await sqlRows<{ started_at: Date | string | null }>(db, sql`SELECT started_at FROM jobs WHERE id = ${jobId}::uuid`);
   return toDate(r[0]?.started_at ?? null);
 }
