@@ -2,12 +2,9 @@ import { writeFileSync, mkdirSync, renameSync, chmodSync } from "node:fs";
 import { dirname } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
-import { type Clock, type IdSource, DEFAULT_TEAM, formatUsdMicros, parseUsdMicros, validateBudgetThresholds } from "@gpuorch/core";
-import type { JobSpec } from "@gpuorch/spec";
+import { type Clock, type IdSource, DEFAULT_TEAM, parseUsdMicros, validateBudgetThresholds } from "@gpuorch/core";
 import {
   type Database,
-  type JobBrief,
-  attemptAllocation,
   costTotalsByTeamProject,
   countJobsByStatus,
   countNodesByState,
@@ -15,8 +12,6 @@ import {
   ensureTeam,
   findPrincipalByTokenHash,
   gpuUtilizationSamples,
-  jobStartedAt,
-  latestCheckpoint,
   listPricingStatus,
   openDatabase,
   pingDatabase,
@@ -166,7 +161,7 @@ export async function startController(
       stopGraceSeconds: config.taskStopGraceSeconds,
       launchTimeoutMs: config.taskLaunchTimeoutMs,
       checkpointTimeoutMs: config.checkpointTimeoutMs,
-      adviseMigration: (job) => adviseMigration(db, planner, deps.clock, job),
+      adviseMigration: (job) => planner.adviseRequeue(job),
       onJobChanged: (id) => {
         notifier.notify(id);
         costTracker?.touch(id);
@@ -487,35 +482,3 @@ function writeCliConfig(path: string, controller: string, token: string, agentTo
   writeAtomic(path, `# written by gpuorch-controller --embedded\n${toYaml(doc)}`, 0o600);
 }
 
-/**
- * The requeue's stay-or-move advice: the ending attempt's allocation against
- * the optimizer's best other feasible target, over the work left (the
- * spec's estimated_hours less the time the job has run), the work lost since
- * its newest checkpoint, and the checkpoint's size to move.
- */
-async function adviseMigration(db: Database["db"], planner: Planner, clock: Clock, job: JobBrief): Promise<{ summary: string; details: Record<string, unknown> } | null> {
-  const current = await attemptAllocation(db, job.id, job.attempt);
-  if (!current) return null;
-  const spec = typeof job.spec === "string" ? (JSON.parse(job.spec) as JobSpec) : (job.spec as unknown as JobSpec);
-  const estimate = spec.job.estimated_hours ?? 1;
-  const [ckpt, started] = await Promise.all([latestCheckpoint(db, job.id), jobStartedAt(db, job.id)]);
-  const now = clock.now().getTime();
-  const ranHours = started ? (now - started.getTime()) / 3_600_000 : 0;
-  const lostWorkHours = ckpt ? Math.max(0, (now - ckpt.createdAt.getTime()) / 3_600_000) : ranHours;
-  const decision = await planner.adviseMigration(
-    spec,
-    { ...current, available: true },
-    { remainingHours: Math.max(estimate * 0.1, estimate - ranHours), lostWorkHours, checkpointGb: (ckpt?.bytes ?? 0) / 1e9 },
-  );
-  if (!decision) return null;
-  return {
-    summary: `migration: ${decision.action} (${decision.reason})`,
-    details: {
-      action: decision.action,
-      target: decision.target.key,
-      stay_total_usd: formatUsdMicros(decision.stayTotalMicros),
-      move_total_usd: decision.moveTotalMicros === null ? null : formatUsdMicros(decision.moveTotalMicros),
-      switch_cost_usd: formatUsdMicros(decision.switchCostMicros),
-    },
-  };
-}

@@ -16,7 +16,7 @@ import {
   sourceEgress,
   transferMicros,
 } from "@gpuorch/core";
-import { type Database, listPricingStatus, loadCatalogOffers, loadPlacementNodes } from "@gpuorch/db";
+import { type Database, type JobBrief, attemptAllocation, jobStartedAt, latestCheckpoint, listPricingStatus, loadCatalogOffers, loadPlacementNodes } from "@gpuorch/db";
 import type { EgressTier } from "@gpuorch/core";
 import type { PlanJobResponse, PlanOption, PlanPart } from "@gpuorch/proto";
 import { type Logger } from "@gpuorch/runtime";
@@ -155,6 +155,40 @@ export class Planner {
       });
     }
     return decideMigration({ current: cur, alternatives, remainingHours: work.remainingHours, restartHours: 5 / 60, lostWorkHours: work.lostWorkHours });
+  }
+
+  /**
+   * The requeue's stay-or-move advice: the ending attempt's allocation against
+   * the optimizer's best other feasible target, over the work left (the
+   * spec's estimated_hours less the time the job has run), the work lost since
+   * its newest checkpoint, and the checkpoint's size to move.
+   */
+  async adviseRequeue(job: JobBrief): Promise<{ summary: string; details: Record<string, unknown> } | null> {
+    const db = this.deps.db;
+    const current = await attemptAllocation(db, job.id, job.attempt);
+    if (!current) return null;
+    const spec = typeof job.spec === "string" ? (JSON.parse(job.spec) as JobSpec) : (job.spec as unknown as JobSpec);
+    const estimate = spec.job.estimated_hours ?? 1;
+    const [ckpt, started] = await Promise.all([latestCheckpoint(db, job.id), jobStartedAt(db, job.id)]);
+    const now = this.deps.clock.now().getTime();
+    const ranHours = started ? (now - started.getTime()) / 3_600_000 : 0;
+    const lostWorkHours = ckpt ? Math.max(0, (now - ckpt.createdAt.getTime()) / 3_600_000) : ranHours;
+    const decision = await this.adviseMigration(
+      spec,
+      { ...current, available: true },
+      { remainingHours: Math.max(estimate * 0.1, estimate - ranHours), lostWorkHours, checkpointGb: (ckpt?.bytes ?? 0) / 1e9 },
+    );
+    if (!decision) return null;
+    return {
+      summary: `migration: ${decision.action} (${decision.reason})`,
+      details: {
+        action: decision.action,
+        target: decision.target.key,
+        stay_total_usd: formatUsdMicros(decision.stayTotalMicros),
+        move_total_usd: decision.moveTotalMicros === null ? null : formatUsdMicros(decision.moveTotalMicros),
+        switch_cost_usd: formatUsdMicros(decision.switchCostMicros),
+      },
+    };
   }
 
   private async run(spec: JobSpec, capacity: "free" | "all", maxAlternatives: number): Promise<OptimizeResult> {
