@@ -202,7 +202,7 @@ export async function startController(
     });
     costTracker = costs;
     const api = new JobsApi({
-      onSubmitted: wakeScheduler,
+      onSubmitted: () => scheduler?.wake("work"),
       onCancelled: (id) => {
         void supervisor.stopJob(id, "job cancelled");
         costs.touch(id);

@@ -353,6 +353,42 @@ constraints:
     expect((await findTasks(db, { jobId })).map((t) => t.nodeId)).toEqual([ready]);
   });
 
+  it("defers passes for new work while the fleet is saturated: capacity wakes and the periodic pass still run", async () => {
+    const nodeId = await registerNode(db, "busy-1", { gpus: 1 });
+    const first = await submit(db, teamId, oneGpu("first"));
+    const passes: number[] = [];
+    const l = loop({ intervalMs: 2_000, onPass: (s) => passes.push(s.placed) });
+    const passCount = async (n: number, withinMs: number): Promise<void> => {
+      const until = Date.now() + withinMs;
+      while (passes.length < n && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+      expect(passes.length).toBe(n);
+    };
+    l.start();
+    try {
+      l.wake("work");
+      await passCount(1, 5_000);
+      expect((await job(first)).status).toBe("scheduled");
+      // The only GPU is taken: new submits alone do not run a pass...
+      const second = await submit(db, teamId, oneGpu("second"));
+      for (let i = 0; i < 5; i++) l.wake("work");
+      await new Promise((r) => setTimeout(r, 300));
+      expect(passes.length).toBe(1);
+      expect((await job(second)).statusReason).toBeNull();
+      // ...the periodic pass does, and gives the new job its reason.
+      await passCount(2, 4_000);
+      expect((await job(second)).statusReason).toMatch(/^waiting for GPUs/);
+      // Capacity freed: the pass runs at once and places the waiting job.
+      const [task] = await findTasks(db, { jobId: first, activeOnly: true });
+      await applyTaskUpdates(db, nodeId, [{ taskId: task!.id, state: "succeeded", exitCode: 0, signal: null, step: null, reason: null }]);
+      l.wake("capacity");
+      await passCount(3, 1_500);
+      expect(passes[2]).toBe(1);
+      expect((await job(second)).status).toBe("scheduled");
+    } finally {
+      await l.stop();
+    }
+  });
+
   it("never places a GPU or a job twice with two schedulers on separate pools racing", async () => {
     const other = await openDatabase({ url: testDb.url, poolMax: 8 });
     extra.push(other);

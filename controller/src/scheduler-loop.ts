@@ -122,12 +122,26 @@ export function toSchedJob(j: SchedulableJob, takenUnits: ReadonlySet<number>, a
  *
  * Passes run on `wake()` (a submit, a task ending, a node joining) and
  * every `intervalMs`; wakes during a pass coalesce into one more pass.
+ *
+ * Like the Kubernetes scheduler's unschedulable queue, new work alone does
+ * not trigger a pass while the fleet is saturated: when the last pass left
+ * no GPU free on any ready node, nothing a submit adds can be placed until
+ * capacity changes (a `wake("capacity")`: a task ends, a node joins) or the
+ * periodic pass comes round, which also gives the new jobs their pending
+ * reason. Without this, a submit storm against a busy fleet re-read and
+ * re-locked the queue head once per submit.
+ *
  * States: idle → running (start) → stopped (stop waits for the pass in flight).
  */
 export class SchedulerLoop {
   private readonly abort = new AbortController();
   private loop: Promise<void> | null = null;
-  private woken = false;
+  /** New work arrived (a submit) since the last pass began. */
+  private workWoken = false;
+  /** Capacity may have grown (a task ended, a node joined) since the last pass began. */
+  private capacityWoken = false;
+  /** The last pass left no GPU free on a ready node (false when it could not tell: no jobs, another replica's turn, an error). */
+  private saturated = false;
   private wakeUp: (() => void) | null = null;
 
   constructor(private readonly deps: SchedulerLoopDeps) {}
@@ -147,29 +161,46 @@ export class SchedulerLoop {
     await this.loop;
   }
 
-  wake(): void {
-    this.woken = true;
-    this.wakeUp?.();
+  /**
+   * Asks for a pass. `"work"`: new jobs to place (a submit); it waits for
+   * the periodic pass while the fleet is saturated. `"capacity"` (the
+   * default, so a caller that is unsure is never ignored): GPUs may have
+   * been freed or added; it always runs a pass.
+   */
+  wake(cause: "work" | "capacity" = "capacity"): void {
+    if (cause === "work") this.workWoken = true;
+    else this.capacityWoken = true;
+    if (this.shouldRunNow()) this.wakeUp?.();
+  }
+
+  private shouldRunNow(): boolean {
+    return this.capacityWoken || (this.workWoken && !this.saturated);
   }
 
   private async run(): Promise<void> {
     const { signal } = this.abort;
+    let periodicAt = performance.now() + this.deps.intervalMs;
     while (!signal.aborted) {
-      if (!this.woken) {
+      while (!this.shouldRunNow() && performance.now() < periodicAt && !signal.aborted) {
         // One controller per wait, aborted by a wake or by stop, so no timer or abort listener outlives its wait.
         const wait = new AbortController();
         const onStop = (): void => wait.abort();
         signal.addEventListener("abort", onStop, { once: true });
         this.wakeUp = () => wait.abort();
-        await sleep(this.deps.intervalMs, wait.signal).catch(() => {});
+        await sleep(Math.max(1, periodicAt - performance.now()), wait.signal).catch(() => {});
         signal.removeEventListener("abort", onStop);
         this.wakeUp = null;
       }
       if (signal.aborted) return;
-      this.woken = false;
+      // Wakes from here on ask for the next pass: this one may already have read past them.
+      this.workWoken = false;
+      this.capacityWoken = false;
+      periodicAt = performance.now() + this.deps.intervalMs;
       try {
-        await this.pass();
+        const res = await this.pass();
+        this.saturated = res.freeGpus === 0;
       } catch (err) {
+        this.saturated = false;
         this.deps.logger.error({ err }, "scheduler pass failed");
         try {
           await sleep(Math.min(this.deps.intervalMs, 1000), signal);
@@ -180,22 +211,29 @@ export class SchedulerLoop {
     }
   }
 
-  /** One pass; returns the tasks it created (empty when another replica holds the lock). */
-  async pass(): Promise<{ taskIds: string[]; pending: number }> {
+  /**
+   * One pass; returns the tasks it created (empty when another replica holds
+   * the lock) and how many GPUs of ready nodes it left free (null when it
+   * did not look: no jobs, or another replica's turn).
+   */
+  async pass(): Promise<{ taskIds: string[]; pending: number; freeGpus: number | null }> {
     const t0 = performance.now();
     const res = await withSingletonLock(this.deps.db, SCHEDULER_LOCK_KEY, (tx) => this.placeIn(tx));
-    if (!res.acquired) return { taskIds: [], pending: 0 };
-    const { taskIds, pending, changedJobs, launches } = res.value;
+    if (!res.acquired) return { taskIds: [], pending: 0, freeGpus: null };
+    const { taskIds, pending, changedJobs, launches, freeGpus } = res.value;
     for (const id of changedJobs) this.deps.onJobChanged?.(id);
     this.deps.onPass?.({ placed: taskIds.length, pending, seconds: (performance.now() - t0) / 1000 });
     if (taskIds.length > 0) await this.deps.onPlaced(taskIds, launches);
-    return { taskIds, pending };
+    return { taskIds, pending, freeGpus };
   }
 
-  private async placeIn(tx: Database["db"]): Promise<{ taskIds: string[]; pending: number; changedJobs: string[]; launches: PlacedLaunch[] }> {
+  private async placeIn(
+    tx: Database["db"],
+  ): Promise<{ taskIds: string[]; pending: number; changedJobs: string[]; launches: PlacedLaunch[]; freeGpus: number | null }> {
     const jobs = await lockSchedulableJobs(tx, this.deps.batchLimit);
-    if (jobs.length === 0) return { taskIds: [], pending: 0, changedJobs: [], launches: [] };
+    if (jobs.length === 0) return { taskIds: [], pending: 0, changedJobs: [], launches: [], freeGpus: null };
     const nodes = await loadPlacementNodes(tx);
+    const freeBefore = nodes.reduce((n, node) => n + (node.state === "ready" ? node.gpus.filter((g) => g.heldBy === null).length : 0), 0);
     const byId = new Map(jobs.map((j) => [j.id, j]));
     const schedJobs: SchedJob[] = [];
     for (const j of jobs) {
@@ -209,7 +247,7 @@ export class SchedulerLoop {
       const sj = toSchedJob(j, taken, active);
       if (sj) schedJobs.push(sj);
     }
-    if (schedJobs.length === 0) return { taskIds: [], pending: 0, changedJobs: [], launches: [] };
+    if (schedJobs.length === 0) return { taskIds: [], pending: 0, changedJobs: [], launches: [], freeGpus: null };
     const decision = placeJobs({ jobs: schedJobs, nodes: nodes.map(toSchedNode) });
     const nodeById = new Map(nodes.map((n) => [n.id, n]));
     const newTasks: NewTask[] = [];
@@ -264,7 +302,8 @@ export class SchedulerLoop {
       tx,
       reasons.map((p) => ({ jobId: p.jobId, reason: p.neverFits ? `unschedulable: ${p.reason}` : `waiting for GPUs: ${p.reason}` })),
     );
-    return { taskIds: newTasks.map((t) => t.id), pending: reasons.length, changedJobs, launches };
+    const placedGpus = newTasks.reduce((n, t) => n + t.gpuIndices.length, 0);
+    return { taskIds: newTasks.map((t) => t.id), pending: reasons.length, changedJobs, launches, freeGpus: freeBefore - placedGpus };
   }
 }
 
