@@ -1,11 +1,21 @@
 import { randomUUID } from "node:crypto";
 import { AppError, type CatalogOffer, type Principal } from "@gpuorch/core";
-import { type Database, createTeam, insertJob, insertTasks, openDatabase, recordPricingFailure, seedCatalogIfEmpty, upsertNodeRegistration } from "@gpuorch/db";
+import {
+  type Database,
+  createTeam,
+  insertJob,
+  insertTasks,
+  openDatabase,
+  recordPricingFailure,
+  replacePricingOffers,
+  seedCatalogIfEmpty,
+  upsertNodeRegistration,
+} from "@gpuorch/db";
 import { createLogger } from "@gpuorch/runtime";
 import { type JobSpec, parseJobSpec } from "@gpuorch/spec";
 import { newJobInput } from "@gpuorch/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Planner, type PlannerDeps } from "./planner.js";
+import { Planner, type PlannerDeps, admissionKey } from "./planner.js";
 import { offer } from "./cost-fixtures.test-util.js";
 
 const logger = createLogger({ name: "test", level: "silent" });
@@ -178,6 +188,58 @@ describe("Planner (PGlite, seeded catalog)", () => {
     await off.reload();
     await expect(off.admit(spec(T4_BUDGET))).resolves.toEqual({ estimatedCostUsd: null, best: null });
     expect((await off.admit(spec(T4_ONLY))).estimatedCostUsd).toBe("1.052000");
+  });
+});
+
+describe("Planner admission cache", () => {
+  it("admissionKey ignores only what the optimizer never reads: name, project, entrypoint", () => {
+    const base = spec(T4_ONLY);
+    const renamed = spec(T4_ONLY.replace("name: plan-me", "name: other-job\n  project: p2").replace("command: [python, train.py]", "command: [python, eval.py]\n  args: [--seed, '7']"));
+    expect(admissionKey(renamed)).toBe(admissionKey(base));
+    for (const changed of [THREE_TYPES, T4_BUDGET, specYaml("  gpus: 1\n  gpu_type: [T4]\n", "", "3"), specYaml("  gpus: 2\n  gpu_type: [T4]\n")]) {
+      expect(admissionKey(spec(changed))).not.toBe(admissionKey(base));
+    }
+  });
+
+  it("a cached plan is never reused across budgets, a catalog reload or a capacity change", async () => {
+    const database = await openDatabase({ memory: true });
+    try {
+      const db = database.db;
+      const clock = manualClock();
+      await seedCatalogIfEmpty(db, { offers: CATALOG }, { at: clock.now() });
+      const p = new Planner({ db, clock, logger, egress: [], onpremMicrosPerGpuHour: 2_000_000n, admission: true });
+      await p.reload();
+      expect((await p.admit(spec(T4_ONLY))).estimatedCostUsd).toBe("1.052000");
+      // Same shape under another name: same plan; a budget it breaks: rejected, not served from the cache.
+      expect((await p.admit(spec(T4_ONLY.replace("plan-me", "plan-me-too")))).estimatedCostUsd).toBe("1.052000");
+      expect((await rejection(p.admit(spec(T4_BUDGET)))).reason).toBe("infeasible_job");
+      // New prices: the next admission sees them at once.
+      await replacePricingOffers(db, { provider: "aws", source: "seed:test.csv", offers: [offer({ od: "0.300" })], at: clock.now() });
+      await p.reload();
+      expect((await p.admit(spec(T4_ONLY))).estimatedCostUsd).toBe("0.600000");
+      // A node registers: once the capacity snapshot is refreshed, an on-prem-only spec gets its estimate.
+      expect(await p.admit(spec(ONPREM_T4(1)))).toEqual({ estimatedCostUsd: null, best: null });
+      await upsertNodeRegistration(
+        db,
+        {
+          nodeId: null,
+          hostname: "lab-9",
+          labels: { provider: "onprem", region: "lab", zone: "", network: "lab-net", instanceType: "", spot: false, privateIp: "10.0.0.9" },
+          cpuCores: 16,
+          memoryMib: 65_536,
+          agentVersion: "test",
+          driverVersion: "550",
+          cudaVersion: "12.4",
+          degradedReason: null,
+          gpus: [{ index: 0, uuid: "GPU-lab-9-0", name: "Tesla T4", memoryTotalMib: 15_360, migEnabled: false, migDevices: [] }],
+        },
+        { newId: randomUUID(), now: clock.now() },
+      );
+      clock.advance(1_001);
+      expect((await p.admit(spec(ONPREM_T4(1)))).estimatedCostUsd).toBe("6.000000");
+    } finally {
+      await database.close();
+    }
   });
 });
 

@@ -41,6 +41,26 @@ export interface PlannerDeps {
   admission: boolean;
 }
 
+/** Distinct job shapes admission remembers per catalog and capacity snapshot. */
+const ADMISSION_CACHE_MAX = 1_000;
+
+/**
+ * The spec as the optimizer sees it: everything but the fields it never
+ * reads. Leaving a field in only costs a cache miss; taking out one the
+ * optimizer reads would reuse a wrong plan, so this names what to drop.
+ */
+export function admissionKey(spec: JobSpec): string {
+  const { entrypoint: _entrypoint, job, ...rest } = spec;
+  const { name: _name, project: _project, ...jobRest } = job;
+  return JSON.stringify({ ...rest, job: jobRest });
+}
+
+interface CapacitySnapshot {
+  at: number;
+  free: ExistingNodeCapacity[];
+  all: ExistingNodeCapacity[];
+}
+
 /** What admission decided for a submitted spec. */
 export interface Admission {
   /** The chosen plan's expected total, decimal USD; null when admission was skipped. */
@@ -55,8 +75,9 @@ export interface Admission {
  */
 export class Planner {
   private catalog: Catalog = { offers: [], egress: [] };
+  private admissionCache: { catalog: Catalog; capacity: CapacitySnapshot; plans: Map<string, OptimizeResult> } | null = null;
   private pricer: NodePricer;
-  private capacity: { at: number; free: ExistingNodeCapacity[]; all: ExistingNodeCapacity[] } | null = null;
+  private capacity: CapacitySnapshot | null = null;
 
   constructor(private readonly deps: PlannerDeps) {
     this.pricer = new NodePricer([], deps.onpremMicrosPerGpuHour);
@@ -95,7 +116,7 @@ export class Planner {
    * registered nodes exists but breaks its budget, deadline or reliability.
    */
   async admit(spec: JobSpec): Promise<Admission> {
-    const result = await this.run(spec, "all", 1);
+    const result = await this.admissionPlan(spec);
     if (result.best) return { estimatedCostUsd: formatUsdMicros(result.best.totalMicros), best: result.best };
     const onpremOnly = spec.constraints.allowed_providers.length > 0 && spec.constraints.allowed_providers.every((p) => p === "onprem");
     // On-prem only and no node can take it yet: wait for nodes. A plan that exists but breaks budget/deadline/reliability is rejected.
@@ -191,6 +212,30 @@ export class Planner {
     };
   }
 
+  /**
+   * Admission's plan, shared by specs that differ only where the optimizer
+   * does not look (job name and project, entrypoint): a burst of submits of
+   * one job shape (a batch of eval or inference jobs, a scripted sweep) runs
+   * the optimizer once instead of once each. The cache lives exactly as long
+   * as the catalog and the capacity snapshot it was computed on (the latter
+   * is refreshed every second), so it adds no staleness of its own beyond
+   * `nowMs` (deadlines) being up to that second old.
+   */
+  private async admissionPlan(spec: JobSpec): Promise<OptimizeResult> {
+    const capacity = await this.existingCapacity();
+    let cache = this.admissionCache;
+    if (cache === null || cache.catalog !== this.catalog || cache.capacity !== capacity) {
+      cache = this.admissionCache = { catalog: this.catalog, capacity, plans: new Map() };
+    }
+    const key = admissionKey(spec);
+    const hit = cache.plans.get(key);
+    if (hit) return hit;
+    if (cache.plans.size >= ADMISSION_CACHE_MAX) cache.plans.clear();
+    const result = optimize(specFitsOptimizer(spec), this.catalog, capacity.all, { nowMs: this.deps.clock.now().getTime(), maxAlternatives: 1 });
+    cache.plans.set(key, result);
+    return result;
+  }
+
   private async run(spec: JobSpec, capacity: "free" | "all", maxAlternatives: number): Promise<OptimizeResult> {
     const nodes = await this.existingCapacity();
     return optimize(specFitsOptimizer(spec), this.catalog, capacity === "free" ? nodes.free : nodes.all, {
@@ -200,7 +245,7 @@ export class Planner {
   }
 
   /** Registered nodes' GPUs by model, free and in total; cached for a second (submits come in bursts). */
-  private async existingCapacity(): Promise<{ free: ExistingNodeCapacity[]; all: ExistingNodeCapacity[] }> {
+  private async existingCapacity(): Promise<CapacitySnapshot> {
     const now = this.deps.clock.now().getTime();
     if (this.capacity && now - this.capacity.at < 1000) return this.capacity;
     const nodes = await loadPlacementNodes(this.deps.db);
