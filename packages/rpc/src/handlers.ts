@@ -118,6 +118,20 @@ export function bidiStreamHandler<Req, Res>(
   };
 }
 
+/** The handler's context; its logger (a pino child) is made only if the handler logs. */
+function callContext(principal: Principal, metadata: Metadata, signal: AbortSignal, opts: HandlerOptions): CallContext {
+  let logger: Logger | null = null;
+  return {
+    principal,
+    metadata,
+    signal,
+    get logger(): Logger {
+      logger ??= opts.logger.child({ method: opts.method, team: principal.teamName, tokenId: principal.tokenId });
+      return logger;
+    },
+  };
+}
+
 /** What CallRun needs of any grpc-js server call. */
 interface SurfaceCall {
   cancelled: boolean;
@@ -129,14 +143,18 @@ interface SurfaceCall {
 /** The parts every kind of call shares: auth, signal, error mapping, logging, metrics. */
 class CallRun {
   private readonly started = performance.now();
+  /** Aborted by the client's cancel or by the server's shutdown (`opts.signal`), whichever comes first. */
   private readonly cancel = new AbortController();
-  readonly signal: AbortSignal;
+  /** Set when the client cancelled, to tell that from a shutdown. */
+  private clientCancelled = false;
 
   constructor(
     private readonly opts: HandlerOptions,
     private readonly call: SurfaceCall,
-  ) {
-    this.signal = opts.signal ? AbortSignal.any([this.cancel.signal, opts.signal]) : this.cancel.signal;
+  ) {}
+
+  get signal(): AbortSignal {
+    return this.cancel.signal;
   }
 
   async execute(
@@ -145,19 +163,21 @@ class CallRun {
   ): Promise<void> {
     const { opts, call } = this;
     const onCancelled = (): void => {
+      this.clientCancelled = true;
       this.cancel.abort(new DOMException("the client cancelled the call", "AbortError"));
     };
+    // A listener on the server's signal, not AbortSignal.any: that costs ~20 us and a
+    // FinalizationRegistry entry per call on Node 20, and every SubmitJob pays it.
+    const server = opts.signal;
+    const onShutdown = (): void => this.cancel.abort(server?.reason);
     call.on("cancelled", onCancelled);
+    server?.addEventListener("abort", onShutdown, { once: true });
     if (call.cancelled) onCancelled();
+    else if (server?.aborted) onShutdown();
     let principal: Principal | null = null;
     try {
       principal = await authenticateCall(call.metadata, opts);
-      const logger = opts.logger.child({
-        method: opts.method,
-        team: principal.teamName,
-        tokenId: principal.tokenId,
-      });
-      await body({ principal, metadata: call.metadata, signal: this.signal, logger });
+      await body(callContext(principal, call.metadata, this.signal, opts));
       this.record(call.cancelled ? "CANCELLED" : "OK");
     } catch (e) {
       const err = this.classify(e, principal);
@@ -169,6 +189,7 @@ class CallRun {
       this.record(status[err.code] as string);
     } finally {
       call.off("cancelled", onCancelled);
+      server?.removeEventListener("abort", onShutdown);
     }
   }
 
@@ -177,7 +198,7 @@ class CallRun {
     const { opts } = this;
     const context = { method: opts.method, team: principal?.teamName ?? null, tokenId: principal?.tokenId ?? null };
     // Once the client is gone nobody reads the status; whatever the handler threw on its way out is noise.
-    if (this.cancel.signal.aborted) {
+    if (this.clientCancelled) {
       opts.logger.debug(context, "call cancelled by the client");
       return "cancelled";
     }
