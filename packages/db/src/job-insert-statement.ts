@@ -19,6 +19,20 @@ const JOB_RETURNING = `
   j.updated_at AS "updatedAt", j.scheduled_at AS "scheduledAt", j.started_at AS "startedAt",
   j.finished_at AS "finishedAt"`;
 
+/*
+ * What an insert sends back: only what the database decided (defaults,
+ * clock, normalized numerics, the team's name). The rest of the Job is the
+ * input as stored; not echoing spec_yaml back halves the bytes of a submit.
+ */
+const INSERTED_RETURNING = `
+  j.id, t.name AS "teamName", j.status, j.status_reason AS "statusReason", j.attempt, j.version,
+  j.budget_usd::text AS "budgetUsd", j.estimated_cost_usd::text AS "estimatedCostUsd",
+  j.running_cost_usd::text AS "runningCostUsd", j.target, j.created_at AS "createdAt",
+  j.updated_at AS "updatedAt", j.scheduled_at AS "scheduledAt", j.started_at AS "startedAt",
+  j.finished_at AS "finishedAt"`;
+
+type InsertedRow = Pick<RawJobRow, "id" | "teamName" | "status" | "statusReason" | "attempt" | "version" | "budgetUsd" | "estimatedCostUsd" | "runningCostUsd" | "target" | "createdAt" | "updatedAt" | "scheduledAt" | "startedAt" | "finishedAt">;
+
 export async function insertJobRows(db: Db, inputs: readonly NewJobInput[]): Promise<Job[]> {
   const payload = JSON.stringify(
     inputs.map((i, ord) => ({
@@ -62,8 +76,25 @@ export async function insertJobRows(db: Db, inputs: readonly NewJobInput[]): Pro
       INSERT INTO job_events (job_id, seq, from_status, to_status, attempt, reason, actor)
       SELECT j.id, 1, NULL, 'pending', j.attempt, 'submitted', input.actor FROM j JOIN input ON input.id = j.id
     )
-    SELECT ${sql.raw(JOB_RETURNING)} FROM j JOIN teams t ON t.id = j.team_id`)) as unknown as { rows: RawJobRow[] };
-  return res.rows.map(toJob);
+    SELECT ${sql.raw(INSERTED_RETURNING)} FROM j JOIN teams t ON t.id = j.team_id`)) as unknown as { rows: InsertedRow[] };
+  const byId = new Map(inputs.map((i) => [i.id, i]));
+  return res.rows.map((r) => {
+    const input = byId.get(r.id)!;
+    return toJob({
+      ...r,
+      teamId: input.teamId,
+      name: input.name,
+      project: input.project,
+      type: input.type,
+      framework: input.framework,
+      executionMode: input.executionMode,
+      priority: input.priority,
+      maxAttempts: input.maxAttempts,
+      gpus: input.gpus,
+      specYaml: input.specYaml,
+      deadline: input.deadline,
+    });
+  });
 }
 
 export async function findByIdempotencyKeys(db: Db, inputs: readonly NewJobInput[]): Promise<Map<string, Job>> {
