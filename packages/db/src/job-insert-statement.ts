@@ -2,6 +2,7 @@ import type { Job, JobTarget } from "@gpuorch/core";
 import { sql } from "drizzle-orm";
 import type { NewJobInput } from "./jobs.js";
 import type { Db } from "./open.js";
+import { preparedRows } from "./prepared.js";
 
 /*
  * The one submit statement, used for a single job (insertJob) and for a batch
@@ -56,7 +57,7 @@ export async function insertJobRows(db: Db, inputs: readonly NewJobInput[]): Pro
       actor: i.actor,
     })),
   );
-  const res = (await db.execute(sql`
+  const rows = await preparedRows<InsertedRow>(db, "gpuorch_insert_jobs", sql`
     WITH input AS (
       SELECT * FROM jsonb_to_recordset(${payload}::jsonb) AS r(
         ord int, id uuid, team_id uuid, name text, project text, type job_type, framework framework,
@@ -76,9 +77,9 @@ export async function insertJobRows(db: Db, inputs: readonly NewJobInput[]): Pro
       INSERT INTO job_events (job_id, seq, from_status, to_status, attempt, reason, actor)
       SELECT j.id, 1, NULL, 'pending', j.attempt, 'submitted', input.actor FROM j JOIN input ON input.id = j.id
     )
-    SELECT ${sql.raw(INSERTED_RETURNING)} FROM j JOIN teams t ON t.id = j.team_id`)) as unknown as { rows: InsertedRow[] };
+    SELECT ${sql.raw(INSERTED_RETURNING)} FROM j JOIN teams t ON t.id = j.team_id`);
   const byId = new Map(inputs.map((i) => [i.id, i]));
-  return res.rows.map((r) => {
+  return rows.map((r) => {
     const input = byId.get(r.id)!;
     return toJob({
       ...r,
