@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -33,6 +33,54 @@ function databaseFlags(target: DatabaseTarget): string[] {
  */
 function extraNodeArgs(): string[] {
   return (process.env.BENCH_CONTROLLER_NODE_ARGS ?? "").split(/\s+/).filter(Boolean);
+}
+
+/**
+ * Extra `gpuorch-controller serve` flags from BENCH_CONTROLLER_ARGS (e.g.
+ * `--submit-batch-in-flight 2`), to compare settings without editing a benchmark.
+ */
+function extraControllerArgs(): string[] {
+  return (process.env.BENCH_CONTROLLER_ARGS ?? "").split(/\s+/).filter(Boolean);
+}
+
+/** utime + stime of one process in ms from /proc/PID/stat (Linux); null when it cannot be read. */
+export function processCpuMs(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the parenthesised command: state is field 3, ppid 4, utime 14, stime 15.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return Number.isFinite(ticks) ? (ticks * 1000) / CLOCK_TICKS_PER_SECOND : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * CPU (ms) used so far by a PostgreSQL cluster started by `startPostgres`:
+ * the postmaster (pid in `<dir>/data/postmaster.pid`) and its children now
+ * alive (backends, WAL writer, checkpointer...). Backends that already
+ * exited are not counted, so read it while the connections are still open.
+ * Null off Linux.
+ */
+export function postgresCpuMs(clusterDir: string): number | null {
+  try {
+    const postmaster = Number(readFileSync(join(clusterDir, "data", "postmaster.pid"), "utf8").split("\n")[0]);
+    let total = processCpuMs(postmaster);
+    if (total === null) return null;
+    for (const entry of readdirSync("/proc")) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+        if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === postmaster) total += processCpuMs(Number(entry)) ?? 0;
+      } catch {
+        // The process ended between the listing and the read.
+      }
+    }
+    return total;
+  } catch {
+    return null;
+  }
 }
 
 /** A child in its own process group, so a failure can kill it and anything it started. */
@@ -142,6 +190,7 @@ export class ControllerProcess {
         "warn",
         ...databaseFlags(opts.target),
         ...(opts.extraArgs ?? []),
+        ...extraControllerArgs(),
       ],
       "forward",
     );
@@ -188,15 +237,7 @@ export class ControllerProcess {
    * /proc (Linux); null elsewhere. Tells whether the controller is the bottleneck.
    */
   cpuMs(): number | null {
-    try {
-      const stat = readFileSync(`/proc/${this.child.pid}/stat`, "utf8");
-      // Fields after the parenthesised command: state is field 3, utime 14, stime 15.
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      const ticks = Number(fields[11]) + Number(fields[12]);
-      return Number.isFinite(ticks) ? (ticks * 1000) / CLOCK_TICKS_PER_SECOND : null;
-    } catch {
-      return null;
-    }
+    return this.child.pid === undefined ? null : processCpuMs(this.child.pid);
   }
 
   /** How the controller ended (`code 1`, `signal SIGKILL`), or null while it runs: tells a crash from a slow answer. */

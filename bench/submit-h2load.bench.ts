@@ -8,7 +8,11 @@
  * the benchmark pages through ListJobs and fails unless exactly N jobs exist
  * (h2load counts HTTP 200, and a gRPC error would also be HTTP 200).
  *
- * Usage: node bench/dist/submit-h2load.bench.js [--jobs N] [--clients C] [--backend postgresql|both]
+ * A warm-up of W calls (default 300, as in submit-throughput) runs first and
+ * is not timed. stderr gets the CPU per job of the controller, PostgreSQL and
+ * h2load.
+ *
+ * Usage: node bench/dist/submit-h2load.bench.js [--jobs N] [--clients C] [--warmup W] [--backend postgresql|both]
  */
 import { execFile } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -19,7 +23,7 @@ import { parseArgs, promisify } from "node:util";
 import { SubmitJobRequest } from "@gpuorch/proto";
 import { JobClient } from "@gpuorch/rpc";
 import { startPostgres } from "@gpuorch/testing";
-import { ControllerProcess, REPO_ROOT, createAdminToken } from "./controller-process.js";
+import { ControllerProcess, REPO_ROOT, createAdminToken, postgresCpuMs } from "./controller-process.js";
 import { figure, percentile } from "./latency.js";
 
 const run = promisify(execFile);
@@ -40,6 +44,10 @@ async function main(): Promise<void> {
   }
   const jobs = Number(values.jobs);
   const clients = Number(values.clients);
+  const warmup = values.warmup === undefined ? 300 : Number(values.warmup);
+  for (const [flag, v, min] of [["jobs", jobs, 1], ["clients", clients, 1], ["warmup", warmup, 0]] as const) {
+    if (!Number.isSafeInteger(v) || v < min) throw new Error(`--${flag} must be an integer ≥ ${min}`);
+  }
   try {
     await run("h2load", ["--version"]);
   } catch {
@@ -63,18 +71,36 @@ async function main(): Promise<void> {
     const bodyFile = join(work, "submit.bin");
     writeFileSync(bodyFile, frame);
     const logFile = join(work, "requests.tsv");
+    const address = ctl.grpcAddress;
+    const h2load = (n: number, log: string) =>
+      run(
+        "h2load",
+        ["-n", String(n), "-c", String(Math.min(clients, n)), "-m", "1", "-d", bodyFile, "--log-file", log,
+          "-H", "content-type: application/grpc", "-H", "te: trailers", "-H", `authorization: Bearer ${token}`,
+          `http://${address}/gpuorch.v1.JobService/SubmitJob`],
+        { maxBuffer: 16 * 1024 * 1024 },
+      );
+    if (warmup > 0) {
+      // The same warm-up as submit-throughput: JIT, pools and the prepared statement, not counted.
+      process.stderr.write(`[h2load] warm-up: ${warmup} calls\n`);
+      await h2load(warmup, join(work, "warmup.tsv"));
+    }
     process.stderr.write(`[h2load] ${jobs} SubmitJob calls, ${clients} connections, PostgreSQL with default durability\n`);
+    const ctlCpu0 = ctl.cpuMs();
+    const pgCpu0 = postgresCpuMs(pg.dir);
+    const childCpu0 = reapedChildrenCpuMs();
     const started = performance.now();
-    const { stdout } = await run(
-      "h2load",
-      ["-n", String(jobs), "-c", String(clients), "-m", "1", "-d", bodyFile, "--log-file", logFile,
-        "-H", "content-type: application/grpc", "-H", "te: trailers", "-H", `authorization: Bearer ${token}`,
-        `http://${ctl.grpcAddress}/gpuorch.v1.JobService/SubmitJob`],
-      { maxBuffer: 16 * 1024 * 1024 },
-    );
-    const seconds = (performance.now() - started) / 1000;
+    const { stdout } = await h2load(jobs, logFile);
+    const wallMs = performance.now() - started;
+    const seconds = wallMs / 1000;
+    const [ctlCpu1, pgCpu1, childCpu1] = [ctl.cpuMs(), postgresCpuMs(pg.dir), reapedChildrenCpuMs()];
     const line = stdout.split("\n").find((l) => l.startsWith("requests:")) ?? "";
     process.stderr.write(`[h2load] ${line}\n`);
+    const perJob = (a: number | null, b: number | null): string =>
+      a === null || b === null ? "n/a" : `${((b - a) / jobs).toFixed(2)} ms/job (${(((b - a) / wallMs) * 100).toFixed(0)}% of a core)`;
+    process.stderr.write(
+      `[h2load] CPU: controller ${perJob(ctlCpu0, ctlCpu1)}, PostgreSQL ${perJob(pgCpu0, pgCpu1)}, h2load ${perJob(childCpu0, childCpu1)}\n`,
+    );
     // Each log line: start time (µs since epoch) \t HTTP status \t µs until the response ended.
     const lat = readFileSync(logFile, "utf8").trim().split("\n").map((l) => Number(l.split("\t")[2]) / 1000).sort((a, b) => a - b);
     if (lat.length !== jobs) throw new Error(`h2load logged ${lat.length} requests, expected ${jobs}`);
@@ -89,7 +115,7 @@ async function main(): Promise<void> {
       pageToken = page.nextPageToken;
     } while (pageToken);
     client.close();
-    if (count !== jobs) throw new Error(`expected ${jobs} jobs after the run, found ${count}`);
+    if (count !== warmup + jobs) throw new Error(`expected ${warmup + jobs} jobs after the run (warm-up ${warmup} + ${jobs}), found ${count}`);
     process.stderr.write(`[h2load] verified: ${count} jobs stored\n`);
 
     console.log(figure("submit_throughput_postgresql_h2load", jobs / seconds, "jobs/s"));
@@ -99,6 +125,17 @@ async function main(): Promise<void> {
     await ctl?.stop().catch((e: unknown) => process.stderr.write(`${String(e)}\n`));
     await pg.stop();
     await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** CPU (ms) of this process's children that have exited and been reaped (cutime + cstime), from /proc; null off Linux. */
+function reapedChildrenCpuMs(): number | null {
+  try {
+    const stat = readFileSync("/proc/self/stat", "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(fields[13]) + Number(fields[14])) * 1000) / 100;
+  } catch {
+    return null;
   }
 }
 

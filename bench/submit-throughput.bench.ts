@@ -20,7 +20,7 @@ import { join } from "node:path";
 import { parseBenchArgs } from "./options.js";
 import { JobClient } from "@gpuorch/rpc";
 import { startPostgres } from "@gpuorch/testing";
-import { ControllerProcess, type DatabaseTarget, REPO_ROOT, createAdminToken } from "./controller-process.js";
+import { ControllerProcess, type DatabaseTarget, REPO_ROOT, createAdminToken, postgresCpuMs } from "./controller-process.js";
 import { figure, percentile } from "./latency.js";
 
 type Backend = "pglite" | "postgresql";
@@ -239,9 +239,11 @@ async function runBackend(backend: Backend, opts: Options, spec: SpecTemplate): 
   cleanups.push({ name: `rm ${workDir}`, fn: () => rm(workDir, { recursive: true, force: true }) });
   try {
     let target: DatabaseTarget;
+    let pgDir: string | null = null;
     if (backend === "postgresql") {
       log("starting PostgreSQL (default durability: fsync on, synchronous_commit on)");
       const pg = await startPostgres({ fast: false });
+      pgDir = pg.dir;
       cleanups.push({ name: "stop PostgreSQL", fn: () => pg.stop() });
       target = { databaseUrl: await pg.createDatabase("bench_submit") };
     } else {
@@ -277,6 +279,7 @@ async function runBackend(backend: Backend, opts: Options, spec: SpecTemplate): 
     log(`measuring: ${opts.jobs} jobs, ${opts.clients} clients`);
     const measureStart = performance.now();
     const controllerCpu0 = controller.cpuMs();
+    const pgCpu0 = pgDir === null ? null : postgresCpuMs(pgDir);
     const benchCpu0 = process.cpuUsage();
     const step = Math.max(1, Math.min(1000, Math.floor(opts.jobs / 10)));
     const run = await drive(
@@ -293,6 +296,7 @@ async function runBackend(backend: Backend, opts: Options, spec: SpecTemplate): 
     );
 
     const controllerCpu1 = controller.cpuMs();
+    const pgCpu1 = pgDir === null ? null : postgresCpuMs(pgDir);
     const benchCpu = process.cpuUsage(benchCpu0);
 
     // Correctness: the HTTP side answers, and exactly the submitted jobs exist.
@@ -320,8 +324,10 @@ async function runBackend(backend: Backend, opts: Options, spec: SpecTemplate): 
     );
     // Where the 2 cores went: a controller near 1,000 ms of CPU per wall second is the bottleneck.
     const perJob = (ms: number): string => `${(ms / opts.jobs).toFixed(2)} ms/job (${((ms / run.wallMs) * 100).toFixed(0)}% of a core)`;
+    const delta = (a: number | null, b: number | null): string => (a !== null && b !== null ? perJob(b - a) : "n/a");
     log(
-      `CPU: controller ${controllerCpu0 !== null && controllerCpu1 !== null ? perJob(controllerCpu1 - controllerCpu0) : "n/a"}, ` +
+      `CPU: controller ${delta(controllerCpu0, controllerCpu1)}, ` +
+        (pgDir === null ? "" : `PostgreSQL ${delta(pgCpu0, pgCpu1)}, `) +
         `benchmark clients ${perJob((benchCpu.user + benchCpu.system) / 1000)}`,
     );
     return result;
