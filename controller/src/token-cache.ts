@@ -18,18 +18,19 @@ export function createTokenAuthenticator(
   const now = opts.now ?? (() => performance.now());
   const cache = new Map<string, { p: Principal | null; until: number }>();
   const inflight = new Map<string, Promise<Principal | null>>();
+  // Keyed by the token as presented: the process holds every token it is sent anyway, and
+  // hashing it (SHA-256, as stored) on every call cost more than the rest of authentication.
   return async (token: string) => {
-    const hash = hashToken(token);
-    const hit = cache.get(hash);
+    const hit = cache.get(token);
     if (hit && hit.until > now()) return hit.p;
-    let pending = inflight.get(hash);
+    let pending = inflight.get(token);
     if (!pending) {
-      pending = lookup(hash).finally(() => inflight.delete(hash));
-      inflight.set(hash, pending);
+      pending = lookup(hashToken(token)).finally(() => inflight.delete(token));
+      inflight.set(token, pending);
     }
     const p = await pending;
     if (cache.size >= max) cache.clear();
-    cache.set(hash, { p, until: now() + (p ? ttl : negTtl) });
+    cache.set(token, { p, until: now() + (p ? ttl : negTtl) });
     return p;
   };
 }
