@@ -6,29 +6,47 @@
 
 const MAX_COMPARED = 64;
 
+// The three rolling rows of editDistance, allocated once: "did you mean" compares an
+// unknown key with every key allowed where it is.
+const rowA = new Int32Array(MAX_COMPARED + 1);
+const rowB = new Int32Array(MAX_COMPARED + 1);
+const rowC = new Int32Array(MAX_COMPARED + 1);
+
 /** Optimal-string-alignment distance (Levenshtein plus adjacent transposition). */
 export function editDistance(a: string, b: string): number {
-  const s = a.slice(0, MAX_COMPARED);
-  const t = b.slice(0, MAX_COMPARED);
-  const n = s.length;
-  const m = t.length;
+  const n = Math.min(a.length, MAX_COMPARED);
+  const m = Math.min(b.length, MAX_COMPARED);
   if (n === 0) return m;
   if (m === 0) return n;
-  // Three rolling rows: previous-previous, previous, current.
-  let pp = new Array<number>(m + 1).fill(0);
-  let prev = Array.from({ length: m + 1 }, (_, j) => j);
-  let cur = new Array<number>(m + 1).fill(0);
+  // Previous-previous, previous and current row.
+  let pp = rowA;
+  let prev = rowB;
+  let cur = rowC;
+  for (let j = 0; j <= m; j++) prev[j] = j;
   for (let i = 1; i <= n; i++) {
+    const ai = a.charCodeAt(i - 1);
     cur[0] = i;
+    // cur[j - 1] and prev[j - 1], carried along instead of read back.
+    let left = i;
+    let diag = i - 1;
     for (let j = 1; j <= m; j++) {
-      const cost = s[i - 1] === t[j - 1] ? 0 : 1;
-      let v = Math.min((prev[j] ?? 0) + 1, (cur[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + cost);
-      if (i > 1 && j > 1 && s[i - 1] === t[j - 2] && s[i - 2] === t[j - 1]) {
-        v = Math.min(v, (pp[j - 2] ?? 0) + 1);
+      const bj = b.charCodeAt(j - 1);
+      const up = prev[j] ?? 0;
+      let v = ai === bj ? diag : diag + 1;
+      if (up + 1 < v) v = up + 1;
+      if (left + 1 < v) v = left + 1;
+      if (i > 1 && j > 1 && ai === b.charCodeAt(j - 2) && a.charCodeAt(i - 2) === bj) {
+        const swap = (pp[j - 2] ?? 0) + 1;
+        if (swap < v) v = swap;
       }
       cur[j] = v;
+      left = v;
+      diag = up;
     }
-    [pp, prev, cur] = [prev, cur, pp];
+    const done = pp;
+    pp = prev;
+    prev = cur;
+    cur = done;
   }
   return prev[m] ?? 0;
 }
@@ -44,9 +62,11 @@ export function closestMatches(input: string, candidates: readonly string[], lim
   const scored: Array<{ c: string; d: number }> = [];
   for (const c of candidates) {
     const y = c.toLowerCase();
-    const d = editDistance(x, y);
     const allowed = Math.min(3, Math.max(1, Math.floor(Math.max(x.length, y.length) / 3)));
     const prefix = x.length >= 3 && (y.startsWith(x) || x.startsWith(y));
+    // The distance is at least the difference in (compared) length: most candidates are out before computing it.
+    if (!prefix && Math.abs(x.length - Math.min(y.length, MAX_COMPARED)) > allowed) continue;
+    const d = editDistance(x, y);
     if (d <= allowed || prefix) scored.push({ c, d });
   }
   scored.sort((p, q) => p.d - q.d || p.c.localeCompare(q.c));

@@ -51,6 +51,42 @@ describe("defaults", () => {
     expect(JSON.parse(JSON.stringify(record))).toEqual(record);
   });
 
+  it("writes every field, set or defaulted, in the documented order", () => {
+    // The normalized spec is stored and compared as JSON, so its key order is part of the contract.
+    const full = spec(`version: 1
+job: {name: full, type: training, framework: pytorch, team: ml, project: p, estimated_hours: 2}
+entrypoint: {uri: s3://code-bucket/a.tar.gz, command: [python, t.py], args: [x], env: {A: b}, working_dir: /w}
+resources: {gpus: 1, max_gpus_per_node: 8, requires_multi_node: false, gpu_memory: 16GB, cpu_memory: 64GB, storage: 1TB, gpu_type: [a100], gpu_fraction: 0.5}
+data: {dataset: s3://data-bucket/d/, size_gb: 10, locality: required, replication_policy: pre-stage, fetch: true}
+constraints: {budget: 12.50, deadline: 2026-12-01T20:00:00+02:00, allow_spot: true, min_reliability: 0.9, performance_weight: 0.5, allowed_providers: [aws, aws, gcp], excluded_providers: azure, allowed_regions: [us-east-1], excluded_regions: [eu-west-1], priority: 7}
+execution: {mode: single_cluster, tasks: 1}
+checkpoint: {interval: 1h, keep: 2, trigger: file, uri: s3://ckpt-bucket/c/}
+retry: {max_attempts: 5}
+`);
+    expect(JSON.stringify(full)).toBe(
+      '{"version":1,"job":{"name":"full","type":"training","framework":"pytorch","team":"ml","project":"p","estimated_hours":2},' +
+        '"entrypoint":{"uri":"s3://code-bucket/a.tar.gz","uri_kind":"s3","command":["python","t.py"],"command_shell":false,"args":["x"],"env":{"A":"b"},"working_dir":"/w"},' +
+        '"resources":{"gpus":1,"max_gpus_per_node":8,"requires_multi_node":false,"gpu_memory_gb":16,"cpu_memory_gb":64,"storage_gb":1000,"gpu_type":["A100"],"gpu_fraction":0.5},' +
+        '"data":{"dataset":"s3://data-bucket/d/","dataset_kind":"s3","size_gb":10,"locality":"required","replication_policy":"pre-stage","fetch":true},' +
+        '"constraints":{"budget_usd":"12.50","deadline":"2026-12-01T18:00:00.000Z","allow_spot":true,"min_reliability":0.9,"performance_weight":0.5,' +
+        '"allowed_providers":["aws","gcp"],"excluded_providers":["azure"],"allowed_regions":["us-east-1"],"excluded_regions":["eu-west-1"],"priority":7},' +
+        '"execution":{"mode":"single_cluster","mode_derived":false,"tasks":1},' +
+        '"checkpoint":{"interval_seconds":3600,"keep":2,"trigger":"file","uri":"s3://ckpt-bucket/c/","uri_kind":"s3"},"retry":{"max_attempts":5}}',
+    );
+    const hpo = spec(
+      "job: {name: t, type: hpo, framework: pytorch}\nentrypoint: {uri: ./train.py}\nresources: {gpus: 1, mig_profile: 1g.10gb}\nexecution: {max_parallel: 3}\n" +
+        "hpo: {trials: 4, parameters: {lr: {type: uniform, min: 0, max: 1}, opt: {type: choice, values: [a, 1, true]}}, objective: {metric: m, direction: minimize}}\n" +
+        "checkpoint: {interval_steps: 10}\n",
+    );
+    expect(JSON.stringify(hpo)).toBe(
+      '{"version":1,"job":{"name":"t","type":"hpo","framework":"pytorch"},"entrypoint":{"uri":"./train.py","uri_kind":"local","command_shell":false,"args":[],"env":{}},' +
+        '"resources":{"gpus":1,"requires_multi_node":false,"gpu_type":[],"mig_profile":"1g.10gb"},"data":{"locality":"prefer","replication_policy":"none","fetch":false},' +
+        '"constraints":{"allow_spot":false,"min_reliability":0,"performance_weight":0,"allowed_providers":[],"excluded_providers":[],"allowed_regions":[],"excluded_regions":[],"priority":500},' +
+        '"execution":{"mode":"multi_task","mode_derived":true,"tasks":4,"max_parallel":3},"checkpoint":{"interval_steps":10,"keep":3,"trigger":"signal"},"retry":{"max_attempts":3},' +
+        '"hpo":{"trials":4,"parameters":{"lr":{"type":"uniform","min":0,"max":1},"opt":{"type":"choice","values":["a",1,true]}},"objective":{"metric":"m","direction":"minimize"}}}',
+    );
+  });
+
   it("leaves out optional fields the user did not set (no undefined keys)", () => {
     const s = spec(withJob("training", "command"));
     expect(Object.keys(s.job)).toEqual(["name", "type", "framework"]);

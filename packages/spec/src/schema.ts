@@ -119,8 +119,11 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const MAX_ARGS = 1000;
 const MAX_ENV = 1000;
 const MAX_ARG_LENGTH = 32 * 1024;
-/** One argv word or env value; built once, not per item. */
-const argString = str(MAX_ARG_LENGTH);
+/**
+ * One argv word or env value; built once, not per item, and compiled (see
+ * validate.ts on z.compile): the transforms below run it for every item.
+ */
+const argString = z.compile(str(MAX_ARG_LENGTH));
 
 /** A URI or path; `allowGit` for code. Adds `kind` so consumers need not re-parse. */
 function uri(allowGit: boolean) {

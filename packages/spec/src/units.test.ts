@@ -126,6 +126,27 @@ describe("parseDeadline (→ UTC ISO string)", () => {
   ])("%s is refused: %s", (input, msg) => {
     expect(value(parseDeadline(input))).toContain(msg);
   });
+
+  it("writes UTC deadlines as Date#toISOString does, for every way of saying UTC", () => {
+    // A UTC deadline is printed from its own fields rather than through Date: pin that the two agree.
+    let s = 20260404;
+    const rnd = (): number => {
+      s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+      return s / 4294967296;
+    };
+    const two = (n: number): string => String(n).padStart(2, "0");
+    for (let k = 0; k < 2000; k++) {
+      const at = new Date(Date.UTC(1970, 0, 1) + Math.floor(rnd() * (Date.UTC(9999, 11, 31) - Date.UTC(1970, 0, 1))));
+      const date = `${at.getUTCFullYear()}-${two(at.getUTCMonth() + 1)}-${two(at.getUTCDate())}`;
+      const time = `${two(at.getUTCHours())}:${two(at.getUTCMinutes())}`;
+      const secs = two(at.getUTCSeconds());
+      const ms = String(at.getUTCMilliseconds()).padStart(3, "0");
+      const zone = ["Z", "z", "+00:00", "-00:00", "+0000", "+00"][k % 6] as string;
+      const sep = ["T", "t", " "][k % 3] as string;
+      expect(value(parseDeadline(`${date}${sep}${time}:${secs}.${ms}456${zone}`))).toBe(at.toISOString());
+      expect(value(parseDeadline(`${date}${sep}${time}${zone}`))).toBe(new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth(), at.getUTCDate(), at.getUTCHours(), at.getUTCMinutes())).toISOString());
+    }
+  });
 });
 
 describe("quote", () => {

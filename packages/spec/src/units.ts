@@ -160,7 +160,10 @@ export function parseDeadline(input: string): Parsed<string> {
     if (zh > 23 || zmin > 59) return fail(`${quote(input)} has an invalid zone offset '${zone}'`);
     offsetMinutes = (zm?.[1] === "-" ? -1 : 1) * (zh * 60 + zmin);
   }
-  const ms = Number((fs ?? "").padEnd(3, "0").slice(0, 3));
-  const epoch = Date.UTC(y, mo - 1, d, h, mi, sec, ms) - offsetMinutes * 60_000;
+  const ms = (fs ?? "").padEnd(3, "0").slice(0, 3);
+  // In UTC the instant's fields are the ones just checked (a four-digit year, so no
+  // extended year either): print them as toISOString would, without its cost.
+  if (offsetMinutes === 0) return ok(`${ys}-${mos}-${ds}T${hs}:${mins}:${ss ?? "00"}.${ms}Z`);
+  const epoch = Date.UTC(y, mo - 1, d, h, mi, sec, Number(ms)) - offsetMinutes * 60_000;
   return ok(new Date(epoch).toISOString());
 }

@@ -19,6 +19,10 @@ describe("classifyUri", () => {
     ["https://github.com/org/repo.git#v1.2.0", true, "git"],
     ["git@github.com:org/repo.git", true, "git"],
     ["git@github.com:org/repo.git#abc123", true, "git"],
+    ["s3://bucket", false, "s3"],
+    ["gs://bucket", false, "gs"],
+    ["minio://h:9000/bucket", false, "minio"],
+    ["https://github.com/o/r.git/#v1", true, "git"],
   ])("%s (git %s) → %s", (uri, allowGit, kind) => {
     expect(classifyUri(uri, allowGit)).toEqual({ ok: true, value: kind });
   });
@@ -42,6 +46,11 @@ describe("classifyUri", () => {
     ["./a\nb", true, "control character"],
     ["s3://bucket/a b", false, "whitespace"],
     [`s3://bucket/${"k".repeat(5000)}`, false, "at most 4096 characters"],
+    ["az://acct1", false, "'' is not a container name"],
+    ["az://acct1/", false, "'' is not a container name"],
+    ["minio://minio.local:9000", false, "'' is not a valid bucket name"],
+    ["git+https://#main", true, "has no host"],
+    ["git+ssh:///org/repo", true, "has no host"],
   ])("%j (git %s) is refused: %s", (uri, allowGit, msg) => {
     const r = classifyUri(uri, allowGit);
     expect(r.ok).toBe(false);
@@ -56,6 +65,10 @@ describe("isScript", () => {
     ["s3://b/code.tar.gz", false],
     ["https://github.com/o/r.git#x.py", false],
     ["./dir/", false],
+    ["s3://b/run.py?x=1", true],
+    ["./a.sh#frag", true],
+    ["./dir.py/x", false],
+    ["run.PY?", true],
   ])("%s → %s", (uri, script) => {
     expect(isScript(uri)).toBe(script);
   });

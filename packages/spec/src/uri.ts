@@ -46,7 +46,7 @@ export function classifyUri(input: string, allowGit: boolean): Parsed<UriKind> {
 
   if (scheme === "git+https" || scheme === "git+ssh" || ((scheme === "https" || scheme === "ssh") && isGitPath(rest))) {
     if (!allowGit) return fail(`git repositories are only accepted for entrypoint.uri; use ${supported}`);
-    const host = rest.split(/[/#]/, 1)[0] ?? "";
+    const host = upTo(rest, "/", "#");
     if (host.length === 0) return fail(`${quote(input)} has no host`);
     return gitRef(input) ?? okKind("git");
   }
@@ -55,7 +55,10 @@ export function classifyUri(input: string, allowGit: boolean): Parsed<UriKind> {
       ? fail(`${quote(input)}: http(s) URLs are accepted only for git repositories (ending in .git, optionally #ref)`)
       : fail(`${quote(input)}: http(s) URLs are not supported for data; use ${supported}`);
   }
-  const [first = "", second = ""] = rest.split("/", 2);
+  // rest.split("/", 2) without the array: bucket (or account, endpoint) and the segment after it.
+  const slash = rest.indexOf("/");
+  const first = slash < 0 ? rest : rest.slice(0, slash);
+  const second = slash < 0 ? "" : upTo(rest.slice(slash + 1), "/");
   switch (scheme) {
     case "file":
       if (rest.length === 0 || rest === "/") return fail(`${quote(input)} names no path`);
@@ -96,8 +99,18 @@ function hasControlChar(s: string): boolean {
   return false;
 }
 
+/** `s` before the first `stop` or `stop2` (all of it if neither occurs): split's first part without split's array, which cost more than the rest of classifyUri. */
+function upTo(s: string, stop: string, stop2?: string): string {
+  let end = s.indexOf(stop);
+  if (stop2 !== undefined) {
+    const end2 = s.indexOf(stop2);
+    if (end2 >= 0 && (end < 0 || end2 < end)) end = end2;
+  }
+  return end < 0 ? s : s.slice(0, end);
+}
+
 function isGitPath(rest: string): boolean {
-  const path = rest.split("#", 1)[0] ?? "";
+  const path = upTo(rest, "#");
   return /\.git\/?$/i.test(path);
 }
 
@@ -112,6 +125,6 @@ function gitRef(input: string): Parsed<UriKind> | null {
 
 /** True when the URI/path names a script the agent can run directly. */
 export function isScript(uri: string): boolean {
-  const path = uri.split(/[?#]/, 1)[0] ?? "";
+  const path = upTo(uri, "?", "#");
   return /\.(py|sh)$/i.test(path);
 }

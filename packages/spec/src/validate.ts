@@ -4,7 +4,7 @@
  * once; then the rules that span fields run on whatever sections parsed, and
  * the normalized spec is assembled with defaults and derived fields.
  */
-import type * as z from "zod";
+import * as z from "zod";
 import { didYouMean } from "./did-you-mean.js";
 import { formatPath, type PathSegment } from "./issues.js";
 import { MIG_MODELS_BY_GPU_TYPE, MIG_PROFILES, modelsWithProfile, type MigGpuModel } from "./mig-profiles.js";
@@ -128,13 +128,37 @@ class IssueSink {
 
 type Out<S extends z.ZodType> = z.output<S>;
 
+/**
+ * The schemas as validateTree runs them. z.compile generates one function per
+ * schema (with `new Function`, as zod already does for object schemas) that
+ * checks a valid section with plain `typeof` and range tests, instead of
+ * zod's generic walk with a payload, closures and an issue list per field,
+ * which was a third of the cost of a parse. The generated function only
+ * answers input it accepts; anything else it hands to the schema itself, so
+ * issues and their order are the schema's own, and schema.ts stays the one
+ * definition of a valid spec. schema-compile.test.ts checks both give the same
+ * results.
+ */
+const COMPILED = {
+  version: z.compile(VersionSchema),
+  job: z.compile(JobSchema),
+  entrypoint: z.compile(EntrypointSchema),
+  resources: z.compile(ResourcesSchema),
+  data: z.compile(DataSchema),
+  constraints: z.compile(ConstraintsSchema),
+  execution: z.compile(ExecutionSchema),
+  hpo: z.compile(HpoSchema),
+  checkpoint: z.compile(CheckpointSchema),
+  retry: z.compile(RetrySchema),
+};
+
 function isMapping(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-function dropUndefined<T extends object>(o: T): T {
-  for (const k of Object.keys(o) as Array<keyof T>) if (o[k] === undefined) delete o[k];
-  return o;
+/** `xs` without repeats, first occurrences in order; a new array. */
+function unique<T>(xs: readonly T[]): T[] {
+  return xs.length < 2 ? xs.slice() : [...new Set(xs)];
 }
 
 const list = (xs: readonly string[]): string => `[${xs.join(", ")}]`;
@@ -166,13 +190,13 @@ export function validateTree(tree: YamlTree): { spec: JobSpec | null; issues: Sp
   };
 
   if (root.version !== undefined) {
-    const r = VersionSchema.safeParse(root.version);
+    const r = COMPILED.version.safeParse(root.version);
     if (!r.success) sink.addZod(["version"], r.error.issues);
   }
-  const job = parse("job", JobSchema, "a mapping with name, type and framework");
-  const entry = parse("entrypoint", EntrypointSchema, "a mapping with command (and/or uri)");
-  const res = parse("resources", ResourcesSchema, "a mapping with at least gpus");
-  const data = parse("data", DataSchema, null);
+  const job = parse("job", COMPILED.job, "a mapping with name, type and framework");
+  const entry = parse("entrypoint", COMPILED.entrypoint, "a mapping with command (and/or uri)");
+  const res = parse("resources", COMPILED.resources, "a mapping with at least gpus");
+  const data = parse("data", COMPILED.data, null);
   // The budget's amount is checked here rather than in the schema: a number's
   // exact decimal is its YAML source text, which only the tree has. Its issue
   // goes in first, where the schema's own budget issue would be.
@@ -180,7 +204,7 @@ export function validateTree(tree: YamlTree): { spec: JobSpec | null; issues: Sp
   let budgetUsd: string | undefined;
   let budgetOk = true;
   if (typeof rawBudget === "number" || typeof rawBudget === "string") {
-    const source = typeof rawBudget === "number" ? tree.nodes.get("constraints.budget")?.numberSource : undefined;
+    const source = typeof rawBudget === "number" ? tree.numberSource(["constraints", "budget"]) : undefined;
     const r = parseBudget(rawBudget, source);
     if (r.ok) budgetUsd = r.value;
     else {
@@ -188,11 +212,11 @@ export function validateTree(tree: YamlTree): { spec: JobSpec | null; issues: Sp
       sink.add(["constraints", "budget"], r.message);
     }
   }
-  const parsedCons = parse("constraints", ConstraintsSchema, null);
+  const parsedCons = parse("constraints", COMPILED.constraints, null);
   const cons = budgetOk ? parsedCons : undefined;
-  const exec = parse("execution", ExecutionSchema, null);
-  const ckpt = parse("checkpoint", CheckpointSchema, null);
-  const retry = parse("retry", RetrySchema, null);
+  const exec = parse("execution", COMPILED.execution, null);
+  const ckpt = parse("checkpoint", COMPILED.checkpoint, null);
+  const retry = parse("retry", COMPILED.retry, null);
 
   // hpo: required iff the job is an hpo job.
   let hpo: Out<typeof HpoSchema> | undefined;
@@ -201,7 +225,7 @@ export function validateTree(tree: YamlTree): { spec: JobSpec | null; issues: Sp
       sink.add(["hpo"], "required when job.type is hpo; expected a mapping with trials, parameters and objective", {
         where: ["job", "type"],
       });
-    } else hpo = parse("hpo", HpoSchema, null);
+    } else hpo = parse("hpo", COMPILED.hpo, null);
   } else if (job && root.hpo !== undefined) {
     sink.add(["hpo"], `only allowed when job.type is hpo (job.type is ${job.type}); remove it or set type: hpo`, { at: "key" });
   }
@@ -348,70 +372,78 @@ export function validateTree(tree: YamlTree): { spec: JobSpec | null; issues: Sp
   }
   if (job.type === "hpo" && !hpo) return { spec: null, issues: sink.issues };
 
+  // Optional fields are set only when present: a JobSpec has no undefined keys.
+  // Keys are added in the documented order, which is also the order JSON shows.
+  const jobOut: JobSpec["job"] = { name: job.name, type: job.type, framework: job.framework };
+  if (job.team !== undefined) jobOut.team = job.team;
+  if (job.project !== undefined) jobOut.project = job.project;
+  if (job.estimated_hours !== undefined) jobOut.estimated_hours = job.estimated_hours;
+
+  const entryOut = {} as JobSpec["entrypoint"];
+  if (entry.uri !== undefined) {
+    entryOut.uri = entry.uri.value;
+    entryOut.uri_kind = entry.uri.kind;
+  }
+  if (entry.command !== undefined) entryOut.command = entry.command.argv;
+  entryOut.command_shell = entry.command?.shell ?? false;
+  entryOut.args = entry.args;
+  entryOut.env = entry.env ?? {};
+  if (entry.working_dir !== undefined) entryOut.working_dir = entry.working_dir;
+
+  const resOut = { gpus: res.gpus } as JobSpec["resources"];
+  if (res.max_gpus_per_node !== undefined) resOut.max_gpus_per_node = res.max_gpus_per_node;
+  resOut.requires_multi_node = res.requires_multi_node;
+  if (res.gpu_memory !== undefined) resOut.gpu_memory_gb = res.gpu_memory;
+  if (res.cpu_memory !== undefined) resOut.cpu_memory_gb = res.cpu_memory;
+  if (res.storage !== undefined) resOut.storage_gb = res.storage;
+  resOut.gpu_type = res.gpu_type ?? [];
+  if (res.gpu_fraction !== undefined) resOut.gpu_fraction = res.gpu_fraction;
+  if (res.mig_profile !== undefined) resOut.mig_profile = res.mig_profile;
+
+  const dataOut = {} as JobSpec["data"];
+  if (data.dataset !== undefined) {
+    dataOut.dataset = data.dataset.value;
+    dataOut.dataset_kind = data.dataset.kind as Exclude<UriKind, "git">;
+  }
+  if (data.size_gb !== undefined) dataOut.size_gb = data.size_gb;
+  dataOut.locality = data.locality;
+  dataOut.replication_policy = data.replication_policy;
+  dataOut.fetch = data.fetch;
+
+  const consOut = {} as JobSpec["constraints"];
+  if (budgetUsd !== undefined) consOut.budget_usd = budgetUsd;
+  if (cons.deadline !== undefined) consOut.deadline = cons.deadline;
+  consOut.allow_spot = cons.allow_spot;
+  consOut.min_reliability = cons.min_reliability;
+  consOut.performance_weight = cons.performance_weight;
+  consOut.allowed_providers = unique(cons.allowed_providers);
+  consOut.excluded_providers = unique(cons.excluded_providers);
+  consOut.allowed_regions = unique(cons.allowed_regions);
+  consOut.excluded_regions = unique(cons.excluded_regions);
+  consOut.priority = cons.priority;
+
+  const execOut: JobSpec["execution"] = { mode, mode_derived: exec.mode === undefined, tasks };
+  if (exec.max_parallel !== undefined) execOut.max_parallel = exec.max_parallel;
+
+  const ckptOut = {} as JobSpec["checkpoint"];
+  if (ckpt.interval !== undefined) ckptOut.interval_seconds = ckpt.interval;
+  if (ckpt.interval_steps !== undefined) ckptOut.interval_steps = ckpt.interval_steps;
+  ckptOut.keep = ckpt.keep;
+  ckptOut.trigger = ckpt.trigger;
+  if (ckpt.uri !== undefined) {
+    ckptOut.uri = ckpt.uri.value;
+    ckptOut.uri_kind = ckpt.uri.kind as Exclude<UriKind, "git">;
+  }
+
   const spec: JobSpec = {
     version: 1,
-    job: dropUndefined({
-      name: job.name,
-      type: job.type,
-      framework: job.framework,
-      team: job.team,
-      project: job.project,
-      estimated_hours: job.estimated_hours,
-    }),
-    entrypoint: dropUndefined({
-      uri: entry.uri?.value,
-      uri_kind: entry.uri?.kind,
-      command: entry.command?.argv,
-      command_shell: entry.command?.shell ?? false,
-      args: entry.args,
-      env: entry.env ?? {},
-      working_dir: entry.working_dir,
-    }),
-    resources: dropUndefined({
-      gpus: res.gpus,
-      max_gpus_per_node: res.max_gpus_per_node,
-      requires_multi_node: res.requires_multi_node,
-      gpu_memory_gb: res.gpu_memory,
-      cpu_memory_gb: res.cpu_memory,
-      storage_gb: res.storage,
-      gpu_type: res.gpu_type ?? [],
-      gpu_fraction: res.gpu_fraction,
-      mig_profile: res.mig_profile,
-    }),
-    data: dropUndefined({
-      dataset: data.dataset?.value,
-      dataset_kind: data.dataset?.kind as Exclude<UriKind, "git"> | undefined,
-      size_gb: data.size_gb,
-      locality: data.locality,
-      replication_policy: data.replication_policy,
-      fetch: data.fetch,
-    }),
-    constraints: dropUndefined({
-      budget_usd: budgetUsd,
-      deadline: cons.deadline,
-      allow_spot: cons.allow_spot,
-      min_reliability: cons.min_reliability,
-      performance_weight: cons.performance_weight,
-      allowed_providers: [...new Set(cons.allowed_providers)],
-      excluded_providers: [...new Set(cons.excluded_providers)],
-      allowed_regions: [...new Set(cons.allowed_regions)],
-      excluded_regions: [...new Set(cons.excluded_regions)],
-      priority: cons.priority,
-    }),
-    execution: dropUndefined({
-      mode,
-      mode_derived: exec.mode === undefined,
-      tasks,
-      max_parallel: exec.max_parallel,
-    }),
-    checkpoint: dropUndefined({
-      interval_seconds: ckpt.interval,
-      interval_steps: ckpt.interval_steps,
-      keep: ckpt.keep,
-      trigger: ckpt.trigger,
-      uri: ckpt.uri?.value,
-      uri_kind: ckpt.uri?.kind as Exclude<UriKind, "git"> | undefined,
-    }),
+    job: jobOut,
+    entrypoint: entryOut,
+    resources: resOut,
+    data: dataOut,
+    constraints: consOut,
+    execution: execOut,
+    checkpoint: ckptOut,
     retry: { max_attempts: retry.max_attempts },
   };
   if (hpo) spec.hpo = { trials: hpo.trials, parameters: hpo.parameters, objective: hpo.objective };

@@ -18,7 +18,8 @@
  * yaml-subset.test.ts checks the "exactly the same tree" claim against the
  * full path on the corpus and on mutated specs.
  */
-import { appendPath } from "./issues.js";
+import { appendPath, type PathSegment } from "./issues.js";
+import type { SpecIssue } from "./types.js";
 import type { NodeInfo, YamlTree } from "./yaml-tree.js";
 
 // Limits well inside yaml-tree's, so anything near them takes the full path
@@ -41,33 +42,35 @@ const RBRACKET = 0x5d;
 const LBRACE = 0x7b;
 const RBRACE = 0x7d;
 const BACKSLASH = 0x5c;
+const PLUS = 0x2b;
+const DOT = 0x2e;
+const ZERO = 0x30;
+const UPPER_E = 0x45;
+const LOWER_E = 0x65;
+const LOWER_O = 0x6f;
+const LOWER_X = 0x78;
 
 /**
- * True for text this reader never looks at twice: control characters other
- * than `\n` and `\r\n` (tabs included), C1 controls, a BOM, Unicode line or
- * paragraph separators.
+ * Characters the reader refuses wherever they are: control characters other
+ * than the `\n` and `\r\n` that end lines (tabs included), DEL and C1
+ * controls, a BOM, Unicode line and paragraph separators. Each character is
+ * looked at once: by the scanner of the token it is in, or in nextLine for
+ * comments and line ends.
  */
-function hasOddCharacter(text: string): boolean {
-  const n = text.length;
-  for (let i = 0; i < n; i++) {
-    const c = text.charCodeAt(i);
-    if (c >= 0x20 && c < 0x7f) continue;
-    if (c === NEWLINE) continue;
-    if (c === CR && text.charCodeAt(i + 1) === NEWLINE) continue;
-    if (c >= 0xa0 && c !== 0xfeff && c !== 0x2028 && c !== 0x2029) continue;
-    return true;
-  }
-  return false;
-}
+const isOddCharacter = (c: number): boolean =>
+  c < 0x20 || (c >= 0x7f && (c <= 0x9f || c === 0x2028 || c === 0x2029 || c === 0xfeff));
+/** The text of a comment up to its line end, or up to an odd character. Sticky: nextLine sets lastIndex. */
+// eslint-disable-next-line no-control-regex -- control characters are what it stops at
+const COMMENT_TEXT = /[^\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]*/y;
 
 const isKeyStart = (c: number): boolean => (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || c === 0x5f;
 const isKeyChar = (c: number): boolean =>
   (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x5f || c === DASH || c === 0x2e;
 const isFlowIndicator = (c: number): boolean => c === COMMA || c === LBRACKET || c === RBRACKET || c === LBRACE || c === RBRACE;
-/** End of line: `\n`, `\r` (always before `\n` here) or the end of the text (NaN). */
+/** End of line: `\n`, `\r` (nextLine refuses one that is not before `\n`) or the end of the text (NaN). */
 const isEol = (c: number): boolean => c === NEWLINE || c === CR || Number.isNaN(c);
 
-/** First characters of a plain scalar: ones with no YAML meaning, digits, letters, non-ASCII. */
+/** First characters of a plain scalar: ones with no YAML meaning, digits, letters, non-ASCII (not odd). */
 function isPlainStart(c: number): boolean {
   if ((c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39)) return true;
   switch (c) {
@@ -82,46 +85,179 @@ function isPlainStart(c: number): boolean {
     case 0x5e: // ^
       return true;
     default:
-      return c >= 0xa0;
+      return c >= 0xa0 && !isOddCharacter(c);
   }
 }
 
-/** Keys the core schema reads as null or a boolean: not plain string keys. */
-const NON_STRING_KEYS = new Set(["null", "Null", "NULL", "true", "True", "TRUE", "false", "False", "FALSE"]);
-
-const NULL_RE = /^(?:~|[Nn]ull|NULL)?$/;
-const BOOL_RE = /^(?:[Tt]rue|TRUE|[Ff]alse|FALSE)$/;
-const INT_OCT_RE = /^0o[0-7]+$/;
-const INT_RE = /^[-+]?[0-9]+$/;
-const INT_HEX_RE = /^0x[0-9a-fA-F]+$/;
-const FLOAT_NAN_RE = /^(?:[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)$/;
-const FLOAT_EXP_RE = /^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$/;
-const FLOAT_RE = /^[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)$/;
 const SPECIAL_NUMBER_SOURCE = /^[-+]?\.(inf|Inf|INF|nan|NaN|NAN)$/;
 const DECIMAL_INTEGER = /^[-+]?\d+$/;
 
+const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
+const isHexDigit = (c: number): boolean => isDigit(c) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46);
+
 /**
- * A plain scalar as the YAML 1.2 core schema resolves it, in the same order
- * as eemeli/yaml's tags (null, bool, octal, decimal, hex, .inf/.nan,
- * exponent float, float), with the same conversions.
+ * The number a plain scalar is under the YAML 1.2 core schema, or undefined.
+ * One pass instead of testing eemeli/yaml's number patterns one by one
+ * (octal `0o[0-7]+`, decimal `[-+]?[0-9]+`, hex `0x[0-9a-fA-F]+`,
+ * `[-+]?.inf` and `.nan`, exponent and plain floats): no two of them match
+ * the same text, so their order does not matter. Same conversions.
+ */
+function resolveNumber(s: string): number | undefined {
+  const n = s.length;
+  const c0 = s.charCodeAt(0);
+  if (c0 === ZERO && n > 2) {
+    const radix = s.charCodeAt(1) === LOWER_O ? 8 : s.charCodeAt(1) === LOWER_X ? 16 : 0;
+    if (radix !== 0) {
+      for (let i = 2; i < n; i++) {
+        const c = s.charCodeAt(i);
+        if (radix === 8 ? c < 0x30 || c > 0x37 : !isHexDigit(c)) return undefined;
+      }
+      return parseInt(s.substring(2), radix);
+    }
+  }
+  let i = c0 === PLUS || c0 === DASH ? 1 : 0;
+  if (s.charCodeAt(i) === DOT && n - i === 4) {
+    const word = s.substring(i + 1);
+    if (word === "inf" || word === "Inf" || word === "INF") return c0 === DASH ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
+    if (i === 0 && (word === "nan" || word === "NaN" || word === "NAN")) return NaN;
+  }
+  // [-+]? digits? (. digits?)? ([eE] [-+]? digits)?, with a digit before the exponent.
+  const intStart = i;
+  while (isDigit(s.charCodeAt(i))) i++;
+  let digits = i - intStart;
+  const dot = s.charCodeAt(i) === DOT;
+  if (dot) {
+    const fracStart = ++i;
+    while (isDigit(s.charCodeAt(i))) i++;
+    digits += i - fracStart;
+  }
+  if (digits === 0) return undefined;
+  if (i === n) return dot ? parseFloat(s) : parseInt(s, 10);
+  const e = s.charCodeAt(i);
+  if (e !== LOWER_E && e !== UPPER_E) return undefined;
+  i++;
+  if (s.charCodeAt(i) === PLUS || s.charCodeAt(i) === DASH) i++;
+  const expStart = i;
+  while (isDigit(s.charCodeAt(i))) i++;
+  return i > expStart && i === n ? parseFloat(s) : undefined;
+}
+
+/**
+ * A plain scalar as the YAML 1.2 core schema resolves it (null, bool, then
+ * numbers), with eemeli/yaml's conversions.
  */
 function resolvePlain(s: string): string | number | boolean | null {
   const c = s.charCodeAt(0);
-  // Letters other than n/N/t/T/f/F start none of the patterns below.
-  const letter = (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a);
-  if (letter && c !== 0x6e && c !== 0x4e && c !== 0x74 && c !== 0x54 && c !== 0x66 && c !== 0x46) return s;
-  if (NULL_RE.test(s)) return null;
-  if (BOOL_RE.test(s)) return c === 0x74 || c === 0x54;
-  if (letter) return s;
-  if (INT_OCT_RE.test(s)) return parseInt(s.substring(2), 8);
-  if (INT_RE.test(s)) return parseInt(s, 10);
-  if (INT_HEX_RE.test(s)) return parseInt(s.substring(2), 16);
-  if (FLOAT_NAN_RE.test(s)) {
-    if (s.slice(-3).toLowerCase() === "nan") return NaN;
-    return s.charCodeAt(0) === DASH ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
+  if ((c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a)) {
+    // The core schema's null and boolean words (`[Nn]ull|NULL`, `[Tt]rue|TRUE|[Ff]alse|FALSE`); no number starts with a letter.
+    switch (s) {
+      case "null":
+      case "Null":
+      case "NULL":
+        return null;
+      case "true":
+      case "True":
+      case "TRUE":
+        return true;
+      case "false":
+      case "False":
+      case "FALSE":
+        return false;
+      default:
+        return s;
+    }
   }
-  if (FLOAT_EXP_RE.test(s) || FLOAT_RE.test(s)) return parseFloat(s);
-  return s;
+  if (s === "~") return null;
+  return resolveNumber(s) ?? s;
+}
+
+/** Keys the core schema reads as null or a boolean (`true:`): not plain string keys. */
+const isNonStringKey = (key: string): boolean => typeof resolvePlain(key) !== "string";
+
+/** Numbers kept per node in NodePositions.where: parent node, line, column, key line, key column (0 when not in a mapping). */
+const WHERE_FIELDS = 5;
+
+/**
+ * Where the reader met each node, in the order the full path's walk meets
+ * them, as flat numbers. A valid spec never looks a position up, so the
+ * full path's `path → NodeInfo` map (a formatted path and an object per node)
+ * is only built when something asks for it, which is when there are issues.
+ */
+class NodePositions {
+  readonly where: number[] = [];
+  /** The mapping key or list index of each node (the root's is unused). */
+  readonly keys: PathSegment[] = [];
+  /** Node number → source text, for the nodes that are numbers. */
+  readonly numberSources = new Map<number, string>();
+
+  /** Record a node; returns its number. */
+  add(parent: number, key: PathSegment, line: number, column: number, keyLine: number, keyColumn: number): number {
+    const node = this.keys.length;
+    this.where.push(parent, line, column, keyLine, keyColumn);
+    this.keys.push(key);
+    return node;
+  }
+
+  /** The node at `path`, or -1. Children are recorded after their parent, so each step scans forward. */
+  find(path: readonly PathSegment[]): number {
+    let node = 0;
+    for (const seg of path) {
+      let found = -1;
+      for (let n = node + 1; n < this.keys.length; n++) {
+        if (this.where[n * WHERE_FIELDS] === node && this.keys[n] === seg) {
+          found = n;
+          break;
+        }
+      }
+      if (found < 0) return -1;
+      node = found;
+    }
+    return node;
+  }
+
+  /** The map yaml-tree.ts documents, with the same paths, objects and insertion order as the full path's walk. */
+  toMap(): Map<string, NodeInfo> {
+    const nodes = new Map<string, NodeInfo>();
+    const paths: string[] = [];
+    const w = this.where;
+    for (let n = 0; n < this.keys.length; n++) {
+      const at = n * WHERE_FIELDS;
+      const path = n === 0 ? "" : appendPath(paths[w[at] as number] as string, this.keys[n] as PathSegment);
+      paths.push(path);
+      const info: NodeInfo = { line: w[at + 1] as number, column: w[at + 2] as number };
+      const keyLine = w[at + 3] as number;
+      if (keyLine > 0) {
+        info.keyLine = keyLine;
+        info.keyColumn = w[at + 4] as number;
+      }
+      const source = this.numberSources.get(n);
+      if (source !== undefined) info.numberSource = source;
+      nodes.set(path, info);
+    }
+    return nodes;
+  }
+}
+
+/** A tree read by this reader: never has issues or dropped values; its positions are built on first use. */
+class SubsetTree implements YamlTree {
+  readonly issues: SpecIssue[] = [];
+  readonly poisoned = new Set<string>();
+  private built: Map<string, NodeInfo> | undefined;
+
+  constructor(
+    readonly value: unknown,
+    private readonly positions: NodePositions,
+  ) {}
+
+  get nodes(): Map<string, NodeInfo> {
+    this.built ??= this.positions.toMap();
+    return this.built;
+  }
+
+  numberSource(path: readonly PathSegment[]): string | undefined {
+    const node = this.positions.find(path);
+    return node < 0 ? undefined : this.positions.numberSources.get(node);
+  }
 }
 
 /**
@@ -140,36 +276,39 @@ class SubsetReader {
   /** Where the last value read ended. */
   private cursor = 0;
   private failed = false;
-  private readonly nodes = new Map<string, NodeInfo>();
+  private readonly positions = new NodePositions();
 
   constructor(private readonly text: string) {
     this.n = text.length;
   }
 
+  /** Leave the subset: also ends the text, so every loop stops. */
   private fail(): undefined {
     this.failed = true;
+    this.eof = true;
     return undefined;
   }
 
-  private info(offset: number, lineStart: number, line: number, keyLine: number, keyColumn: number): NodeInfo {
-    const info: NodeInfo = { line, column: offset - lineStart + 1 };
-    if (keyLine > 0) {
-      info.keyLine = keyLine;
-      info.keyColumn = keyColumn;
-    }
-    return info;
-  }
-
-  /** Move to the start of the line after the one holding `i`. */
+  /**
+   * From `i`, the end of a line or the `#` of a comment, to the start of the
+   * next line. The comment's characters are checked here, and `\r` must end
+   * a line with `\n`.
+   */
   private nextLine(i: number): void {
-    const nl = this.text.indexOf("\n", i);
-    if (nl < 0) {
+    const t = this.text;
+    if (t.charCodeAt(i) === HASH) {
+      COMMENT_TEXT.lastIndex = i + 1;
+      COMMENT_TEXT.test(t);
+      i = COMMENT_TEXT.lastIndex;
+    }
+    const c = t.charCodeAt(i);
+    if (c === NEWLINE || (c === CR && t.charCodeAt(i + 1) === NEWLINE)) {
+      this.lineStart = c === CR ? i + 2 : i + 1;
+      this.line++;
+    } else if (Number.isNaN(c)) {
       this.lineStart = this.n;
       this.eof = true;
-      return;
-    }
-    this.lineStart = nl + 1;
-    this.line++;
+    } else this.fail(); // an odd character, or a `\r` alone
   }
 
   /** From the start of a line, skip blank and comment-only lines; sets `indent` or `eof`. */
@@ -222,22 +361,23 @@ class SubsetReader {
   }
 
   read(): YamlTree | null {
-    if (hasOddCharacter(this.text)) return null;
     this.toContent();
     // The top level is a block mapping at column 1 (anything else is an issue the full path words).
     if (this.eof || this.indent !== 0 || this.isSeqItem()) return null;
-    this.nodes.set("", this.info(this.lineStart, this.lineStart, this.line, 0, 0));
-    const value = this.blockMap(0, "", 1);
+    const root = this.positions.add(-1, "", this.line, 1, 0, 0);
+    const value = this.blockMap(0, root, 1);
     if (this.failed || !this.eof) return null;
-    return { value, nodes: this.nodes, issues: [], poisoned: new Set() };
+    return new SubsetTree(value, this.positions);
   }
 
-  /** A block mapping whose keys sit at column `indent` + 1; the current line holds its first key. */
-  private blockMap(indent: number, path: string, depth: number): Record<string, unknown> | undefined {
+  /** A block mapping whose keys sit at column `indent` + 1; the current line holds its first key. `node`: its recorded node. */
+  private blockMap(indent: number, node: number, depth: number): Record<string, unknown> | undefined {
     if (depth > MAX_NESTING) return this.fail();
     const t = this.text;
     const out: Record<string, unknown> = {};
-    const seen = new Set<string>();
+    let count = 0;
+    // Keys whose value is null are left out of `out`, so they need their own record for the duplicate check.
+    let nullKeys: Set<string> | undefined;
     while (!this.eof && this.indent === indent) {
       const ks = this.lineStart + indent;
       const ke = this.keyEnd(ks);
@@ -245,11 +385,10 @@ class SubsetReader {
       const afterColon = t.charCodeAt(ke + 1);
       if (afterColon !== SPACE && !isEol(afterColon)) return this.fail();
       const key = t.slice(ks, ke);
-      if (seen.has(key) || NON_STRING_KEYS.has(key) || seen.size >= MAX_ITEMS) return this.fail();
-      seen.add(key);
+      if (count >= MAX_ITEMS || isNonStringKey(key) || Object.hasOwn(out, key) || nullKeys?.has(key) === true) return this.fail();
+      count++;
       const keyLine = this.line;
       const keyColumn = indent + 1;
-      const childPath = appendPath(path, key);
       let i = ke + 1;
       while (t.charCodeAt(i) === SPACE) i++;
       const c = t.charCodeAt(i);
@@ -259,36 +398,36 @@ class SubsetReader {
         this.nextLine(i);
         this.toContent();
         if (this.eof) return this.fail();
-        const info = this.info(this.lineStart + this.indent, this.lineStart, this.line, keyLine, keyColumn);
-        this.nodes.set(childPath, info);
+        const child = this.positions.add(node, key, this.line, this.indent + 1, keyLine, keyColumn);
         if (this.isSeqItem() && this.indent >= indent) {
-          value = this.blockSeq(this.indent, this.indent === indent, childPath, depth + 1);
+          value = this.blockSeq(this.indent, this.indent === indent, child, depth + 1);
         } else if (this.indent > indent) {
-          value = this.blockMap(this.indent, childPath, depth + 1);
+          value = this.blockMap(this.indent, child, depth + 1);
         } else return this.fail(); // `key:` with nothing: the full path places its empty node
         if (this.failed) return undefined;
         if (!this.eof && this.indent > indent) return this.fail();
       } else {
-        value = this.inline(i, childPath, keyLine, keyColumn, depth + 1, false);
+        value = this.inline(i, node, key, keyLine, keyColumn, depth + 1, false);
         if (this.failed) return undefined;
         this.endLine(this.cursor);
         if (this.failed) return undefined;
         if (!this.eof && this.indent > indent) return this.fail();
       }
       if (value !== null) setKey(out, key, value);
+      else (nullKeys ??= new Set()).add(key);
     }
     return out;
   }
 
   /** A block list whose `-` sit at column `indent` + 1, each with a one-line item. */
-  private blockSeq(indent: number, sameIndentAsKey: boolean, path: string, depth: number): unknown[] | undefined {
+  private blockSeq(indent: number, sameIndentAsKey: boolean, node: number, depth: number): unknown[] | undefined {
     if (depth > MAX_NESTING) return this.fail();
     const out: unknown[] = [];
     while (!this.eof && this.indent === indent && this.isSeqItem()) {
       if (out.length >= MAX_ITEMS) return this.fail();
       let i = this.lineStart + indent + 1;
       while (this.text.charCodeAt(i) === SPACE) i++;
-      const v = this.inline(i, appendPath(path, out.length), 0, 0, depth + 1, false);
+      const v = this.inline(i, node, out.length, 0, 0, depth + 1, false);
       if (this.failed) return undefined;
       out.push(v);
       this.endLine(this.cursor);
@@ -299,20 +438,22 @@ class SubsetReader {
     return out;
   }
 
-  /** A value on one line starting at `i`; records its node and sets `cursor` to where it ends. */
-  private inline(i: number, path: string, keyLine: number, keyColumn: number, depth: number, flow: boolean): unknown {
+  /**
+   * A value on one line starting at `i`, the entry `key` of the collection
+   * recorded as `parent`; records its node and sets `cursor` to where it ends.
+   */
+  private inline(i: number, parent: number, key: PathSegment, keyLine: number, keyColumn: number, depth: number, flow: boolean): unknown {
     const t = this.text;
     const c = t.charCodeAt(i);
-    const info = this.info(i, this.lineStart, this.line, keyLine, keyColumn);
-    this.nodes.set(path, info);
-    if (c === LBRACKET) return this.flowSeq(i, path, depth);
-    if (c === LBRACE) return this.flowMap(i, path, depth);
+    const node = this.positions.add(parent, key, this.line, i - this.lineStart + 1, keyLine, keyColumn);
+    if (c === LBRACKET) return this.flowSeq(i, node, depth);
+    if (c === LBRACE) return this.flowMap(i, node, depth);
     if (c === SQUOTE || c === DQUOTE) {
       let j = i + 1;
       let escaped = false;
       for (;;) {
         const d = t.charCodeAt(j);
-        if (isEol(d) || d === BACKSLASH) return this.fail();
+        if (isEol(d) || d === BACKSLASH || isOddCharacter(d)) return this.fail();
         if (d === c) {
           if (c === SQUOTE && t.charCodeAt(j + 1) === SQUOTE) {
             escaped = true;
@@ -329,10 +470,10 @@ class SubsetReader {
       const raw = t.slice(i + 1, j);
       return escaped ? raw.replace(/''/g, "'") : raw;
     }
-    return this.plain(i, info, flow);
+    return this.plain(i, node, flow);
   }
 
-  private plain(i: number, info: NodeInfo, flow: boolean): unknown {
+  private plain(i: number, node: number, flow: boolean): unknown {
     const t = this.text;
     const c0 = t.charCodeAt(i);
     if (c0 === DASH) {
@@ -355,7 +496,7 @@ class SubsetReader {
       } else if (flow && isFlowIndicator(c)) {
         if (c === LBRACKET || c === LBRACE) return this.fail();
         break;
-      }
+      } else if (isOddCharacter(c)) return this.fail();
       j++;
       end = j;
     }
@@ -366,13 +507,13 @@ class SubsetReader {
       // The same refusals as the full path's walk; here they mean "let it report them".
       if (!Number.isFinite(v) && !SPECIAL_NUMBER_SOURCE.test(source)) return this.fail();
       if (Number.isInteger(v) && !Number.isSafeInteger(v) && DECIMAL_INTEGER.test(source)) return this.fail();
-      info.numberSource = source;
+      this.positions.numberSources.set(node, source);
     }
     return v;
   }
 
-  /** `[a, b, …]` on one line. */
-  private flowSeq(i: number, path: string, depth: number): unknown[] | undefined {
+  /** `[a, b, …]` on one line; `node`: its recorded node. */
+  private flowSeq(i: number, node: number, depth: number): unknown[] | undefined {
     if (depth > MAX_NESTING) return this.fail();
     const t = this.text;
     const out: unknown[] = [];
@@ -384,7 +525,7 @@ class SubsetReader {
     }
     for (;;) {
       if (out.length >= MAX_ITEMS) return this.fail();
-      const v = this.inline(i, appendPath(path, out.length), 0, 0, depth + 1, true);
+      const v = this.inline(i, node, out.length, 0, 0, depth + 1, true);
       if (this.failed) return undefined;
       out.push(v);
       i = this.cursor;
@@ -401,12 +542,13 @@ class SubsetReader {
     }
   }
 
-  /** `{k: v, …}` on one line, plain keys. */
-  private flowMap(i: number, path: string, depth: number): Record<string, unknown> | undefined {
+  /** `{k: v, …}` on one line, plain keys; `node`: its recorded node. */
+  private flowMap(i: number, node: number, depth: number): Record<string, unknown> | undefined {
     if (depth > MAX_NESTING) return this.fail();
     const t = this.text;
     const out: Record<string, unknown> = {};
-    const seen = new Set<string>();
+    let count = 0;
+    let nullKeys: Set<string> | undefined;
     i++;
     while (t.charCodeAt(i) === SPACE) i++;
     if (t.charCodeAt(i) === RBRACE) {
@@ -417,16 +559,17 @@ class SubsetReader {
       const ke = this.keyEnd(i);
       if (ke < 0 || t.charCodeAt(ke) !== COLON || t.charCodeAt(ke + 1) !== SPACE) return this.fail();
       const key = t.slice(i, ke);
-      if (seen.has(key) || NON_STRING_KEYS.has(key) || seen.size >= MAX_ITEMS) return this.fail();
-      seen.add(key);
+      if (count >= MAX_ITEMS || isNonStringKey(key) || Object.hasOwn(out, key) || nullKeys?.has(key) === true) return this.fail();
+      count++;
       const keyColumn = i - this.lineStart + 1;
       i = ke + 2;
       while (t.charCodeAt(i) === SPACE) i++;
       const c = t.charCodeAt(i);
       if (c === COMMA || c === RBRACE || isEol(c)) return this.fail(); // empty value
-      const v = this.inline(i, appendPath(path, key), this.line, keyColumn, depth + 1, true);
+      const v = this.inline(i, node, key, this.line, keyColumn, depth + 1, true);
       if (this.failed) return undefined;
       if (v !== null) setKey(out, key, v);
+      else (nullKeys ??= new Set()).add(key);
       i = this.cursor;
       while (t.charCodeAt(i) === SPACE) i++;
       const d = t.charCodeAt(i);

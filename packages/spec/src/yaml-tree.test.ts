@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { loadYaml, MAX_DEPTH, prescan, type YamlTree } from "./yaml-tree.js";
+import { readdirSync, readFileSync } from "node:fs";
+import { loadYaml, MAX_DEPTH, MAX_FLOW_ITEMS, MAX_LINES, prescan, prescanMayRefuse, type YamlTree } from "./yaml-tree.js";
 
 function tree(src: string): YamlTree {
   const r = loadYaml(src);
@@ -118,5 +119,74 @@ describe("prescan", () => {
     expect(prescan("[".repeat(1_000_000))?.offset).toBe(64);
     expect(prescan("- ".repeat(1_000_000))?.message).toContain("nesting deeper");
     expect(performance.now() - t0).toBeLessThan(500);
+  });
+});
+
+describe("prescanMayRefuse", () => {
+  const dirs = ["../testdata/valid/", "../testdata/invalid/", "../../../examples/"].map((d) => new URL(d, import.meta.url));
+  const corpus = dirs.flatMap((dir) =>
+    readdirSync(dir)
+      .filter((f) => f.endsWith(".yaml"))
+      .map((f) => readFileSync(new URL(f, dir), "utf8")),
+  );
+
+  /** The one property loadYaml relies on: when it says no, prescan finds nothing. */
+  const expectSound = (text: string): void => {
+    if (!prescanMayRefuse(text)) expect(prescan(text), JSON.stringify(text.slice(0, 200))).toBeNull();
+  };
+
+  it("lets real specs skip the scan", () => {
+    for (const text of corpus) {
+      expectSound(text);
+      if (text.length < 2000) expect(prescanMayRefuse(text)).toBe(false);
+    }
+  });
+
+  it("never skips a text prescan refuses", () => {
+    const head = "job: {name: x}\n";
+    const cases = [
+      "[".repeat(MAX_DEPTH + 1),
+      "- ".repeat(MAX_DEPTH + 1),
+      "? ".repeat(MAX_DEPTH + 1),
+      "-\t".repeat(MAX_DEPTH + 1),
+      `a: ${"[".repeat(MAX_DEPTH / 2)}\n${"- ".repeat(MAX_DEPTH / 2 + 1)}x\n`,
+      // prescan takes the quote opened by `"` in a plain scalar to close on the next line, then counts the `- ` after it.
+      `cmd: echo "\nx: a" ${"- ".repeat(MAX_DEPTH + 1)}\n`,
+      `${head}${"# c\n".repeat(MAX_LINES)}`,
+      `${head}a: [${"1,".repeat(MAX_FLOW_ITEMS)}]\n`,
+      `${head}${"a: [1, 2]\n".repeat(MAX_FLOW_ITEMS / 2)}`,
+    ];
+    for (const text of cases) {
+      expect(prescan(text), JSON.stringify(text.slice(0, 80))).not.toBeNull();
+      expect(prescanMayRefuse(text)).toBe(true);
+    }
+  });
+
+  it("is sound on seeded random texts near the limits", () => {
+    let s = 20260303;
+    const rnd = (): number => {
+      s ^= s << 13;
+      s >>>= 0;
+      s ^= s >>> 17;
+      s ^= s << 5;
+      s >>>= 0;
+      return s / 4294967296;
+    };
+    // Mostly openers, so that many texts go past the depth limit; quotes are left to the cases above
+    // (they only make prescan's counts lower).
+    const pieces = ["[", "{", "- ", "? ", "-\t", "?\t", "a", " ", ",", "\n", "\n- - ", ": "];
+    const rare = ["]", "}", "#", "x\n"];
+    let refused = 0;
+    let skipped = 0;
+    for (let k = 0; k < 400; k++) {
+      let text = "";
+      const n = rnd() < 0.5 ? Math.floor(rnd() * 150) : 100 + Math.floor(rnd() * 700);
+      for (let i = 0; i < n; i++) text += rnd() < 0.1 ? rare[Math.floor(rnd() * rare.length)] : pieces[Math.floor(rnd() * pieces.length)];
+      expectSound(text);
+      if (prescan(text) !== null) refused++;
+      if (!prescanMayRefuse(text)) skipped++;
+    }
+    expect(skipped).toBeGreaterThan(100);
+    expect(refused).toBeGreaterThan(20);
   });
 });

@@ -37,8 +37,10 @@ export interface NodeInfo {
 
 export interface YamlTree {
   value: unknown;
-  /** Formatted path → where its value (and key) is. */
-  nodes: Map<string, NodeInfo>;
+  /** Formatted path → where its value (and key) is. The subset reader builds it on first use. */
+  readonly nodes: Map<string, NodeInfo>;
+  /** nodes.get(formatPath(path))?.numberSource, without building `nodes` where it is built on demand. */
+  numberSource(path: readonly PathSegment[]): string | undefined;
   /** Problems found while walking; the value is still usable. */
   issues: SpecIssue[];
   /** Paths whose value was dropped (alias, bad key …): schema issues under them are noise. */
@@ -131,6 +133,35 @@ export function prescan(text: string): { offset: number; message: string } | nul
   return null;
 }
 
+/** Occurrences of `needle` in `text`, counting no further than `limit` + 1. */
+function countUpTo(text: string, needle: string, limit: number): number {
+  let count = 0;
+  for (let i = text.indexOf(needle); i >= 0 && count <= limit; i = text.indexOf(needle, i + needle.length)) count++;
+  return count;
+}
+
+/**
+ * False when prescan(text) is certainly null, judged from counts that
+ * indexOf takes (native, several times faster than prescan's loop over every
+ * character). Every count prescan compares with a limit is at most a raw
+ * count here: lines are 1 + its `\n`; flow depth and items only grow at `[`,
+ * `{` and `,`; one level of compact nesting is one `- `, `? `, `-\t` or `?\t`.
+ * Quotes and comments only make prescan's counts lower. A text shorter than
+ * the line and item limits cannot reach them, which leaves only the depth
+ * to count for a real spec.
+ */
+export function prescanMayRefuse(text: string): boolean {
+  const opens = countUpTo(text, "[", MAX_DEPTH) + countUpTo(text, "{", MAX_DEPTH);
+  let depth = opens;
+  for (const pair of ["- ", "? ", "-\t", "?\t"]) {
+    if (depth > MAX_DEPTH) return true;
+    depth += countUpTo(text, pair, MAX_DEPTH);
+  }
+  if (depth > MAX_DEPTH) return true;
+  if (text.length < MAX_LINES && text.length <= MAX_FLOW_ITEMS) return false;
+  return countUpTo(text, "\n", MAX_LINES) + 1 > MAX_LINES || opens + countUpTo(text, ",", MAX_FLOW_ITEMS) > MAX_FLOW_ITEMS;
+}
+
 /** Exact nesting depth of the CST, iteratively; the offset where MAX_DEPTH is first exceeded. */
 export function cstTooDeep(tokens: readonly CST.Token[]): number | null {
   const stack: Array<{ t: CST.Token; d: number }> = tokens.map((t) => ({ t, d: 0 }));
@@ -168,7 +199,7 @@ const YAML_MESSAGES: Partial<Record<string, string>> = {
  * compare the two).
  */
 export function loadYaml(text: string, opts: { subset?: boolean } = {}): LoadResult {
-  const pre = prescan(text);
+  const pre = prescanMayRefuse(text) ? prescan(text) : null;
   if (pre) {
     // The parser has not run, so count lines ourselves.
     const upto = text.slice(0, pre.offset);
@@ -408,5 +439,11 @@ function walkDocument(doc: Document.Parsed, text: string, at: (offset: number) =
   };
 
   const value = walk(doc.contents, [], 0);
-  return { value: value === POISON ? null : value, nodes, issues, poisoned };
+  return {
+    value: value === POISON ? null : value,
+    nodes,
+    numberSource: (path) => nodes.get(formatPath(path))?.numberSource,
+    issues,
+    poisoned,
+  };
 }
