@@ -18,6 +18,8 @@ export const controllerConfigSchema = z.object({
   submitBatchMax: z.coerce.number().int().min(1).max(256).default(64),
   /** Group commit: most INSERT statements in flight (PGlite always uses 1). */
   submitBatchInFlight: z.coerce.number().int().min(1).max(64).default(4),
+  /** Worker threads that parse submitted specs off the event loop; 0 parses on it. */
+  specWorkers: z.coerce.number().int().min(0).max(16).default(1),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   /** Embedded tour mode: mint an admin token and write it to the CLI config. */
   embedded: z.coerce.boolean().default(false),

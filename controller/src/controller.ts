@@ -37,6 +37,7 @@ import { acquireDataDirLock } from "./data-dir-lock.js";
 import { createAgentServiceImpl, createNodeServiceImpl } from "./agent-service.js";
 import { AgentSessions } from "./agent-sessions.js";
 import { SchedulerLoop } from "./scheduler-loop.js";
+import { SpecParserPool } from "./spec-parser-pool.js";
 import { LogStore } from "./log-store.js";
 import { LogsApi } from "./logs-api.js";
 import { TaskSupervisor } from "./task-supervisor.js";
@@ -201,7 +202,11 @@ export async function startController(
       },
     });
     costTracker = costs;
+    const specParser = new SpecParserPool({ workers: config.specWorkers, logger: logger.child({ component: "spec-parser" }) });
+    // Pushed before the gRPC and HTTP servers, so it stops after they have drained.
+    steps.push({ name: "spec-parser", stop: () => specParser.close() });
     const api = new JobsApi({
+      parseSpec: (yaml) => specParser.parse(yaml),
       onSubmitted: () => scheduler?.wake("work"),
       onCancelled: (id) => {
         void supervisor.stopJob(id, "job cancelled");

@@ -28,7 +28,7 @@ import {
   listJobs,
 } from "@gpuorch/db";
 import { type Batcher, type Logger, createBatcher } from "@gpuorch/runtime";
-import { type JobSpec, parseJobSpec } from "@gpuorch/spec";
+import { type JobSpec, type ParseResult, parseJobSpec } from "@gpuorch/spec";
 import type { JobNotifier } from "./job-notifier.js";
 
 export interface SubmitInput {
@@ -76,6 +76,8 @@ export class JobsApi {
        * statement (at most maxBatch rows, at most maxInFlight statements at once).
        */
       submitBatch?: { maxBatch: number; maxInFlight: number };
+      /** Parses a submitted spec (SpecParserPool: off the event loop); default parseJobSpec inline. */
+      parseSpec?: (specYaml: string) => Promise<ParseResult>;
       /** A new job was stored (wakes the scheduler). */
       onSubmitted?: (jobId: string) => void;
       /** A job was cancelled (its running tasks must be stopped). */
@@ -105,7 +107,7 @@ export class JobsApi {
   }
 
   async submit(principal: Principal, input: SubmitInput): Promise<{ job: Job; deduplicated: boolean }> {
-    const spec = parseSpecOrThrow(input.specYaml);
+    const spec = specOrThrow(this.deps.parseSpec ? await this.deps.parseSpec(input.specYaml) : parseJobSpec(input.specYaml));
     const name = input.name ? input.name : spec.job.name;
     if (input.name && (!NAME_RE.test(input.name) || input.name.length > 63)) {
       throw AppError.invalid(`name '${input.name}' must be a DNS label (lowercase letters, digits, '-', ≤ 63 chars)`, [
@@ -227,7 +229,10 @@ export class JobsApi {
 
 /** The spec, or INVALID_ARGUMENT `invalid_spec` with every issue as a field (path, line, column): submit and plan alike. */
 export function parseSpecOrThrow(specYaml: string): JobSpec {
-  const parsed = parseJobSpec(specYaml);
+  return specOrThrow(parseJobSpec(specYaml));
+}
+
+function specOrThrow(parsed: ParseResult): JobSpec {
   if (parsed.ok) return parsed.spec;
   const first = parsed.issues[0];
   const summary = first ? `${first.path || "spec"}: ${first.message}` : "invalid spec";
