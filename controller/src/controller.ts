@@ -212,7 +212,7 @@ export async function startController(
         void supervisor.stopJob(id, "job cancelled");
         costs.touch(id);
       },
-      admit: (spec) => planner.admit(spec),
+      admit: (spec, key) => planner.admit(spec, key ?? undefined),
       db,
       ids: deps.ids,
       logger: logger.child({ component: "jobs" }),

@@ -76,8 +76,11 @@ export class JobsApi {
        * statement (at most maxBatch rows, at most maxInFlight statements at once).
        */
       submitBatch?: { maxBatch: number; maxInFlight: number };
-      /** Parses a submitted spec (SpecParserPool: off the event loop); default parseJobSpec inline. */
-      parseSpec?: (specYaml: string) => Promise<ParseResult>;
+      /**
+       * Parses a submitted spec (SpecParserPool: off the event loop), with the
+       * spec's admission key when it computed one; default parseJobSpec inline.
+       */
+      parseSpec?: (specYaml: string) => Promise<{ result: ParseResult; admissionKey: string | null }>;
       /** A new job was stored (wakes the scheduler). */
       onSubmitted?: (jobId: string) => void;
       /** A job was cancelled (its running tasks must be stopped). */
@@ -86,7 +89,7 @@ export class JobsApi {
        * Admission: throws (RESOURCE_EXHAUSTED infeasible_job) when no plan
        * meets the spec, else the estimate stored with the job.
        */
-      admit?: (spec: JobSpec) => Promise<{ estimatedCostUsd: string | null }>;
+      admit?: (spec: JobSpec, admissionKey: string | null) => Promise<{ estimatedCostUsd: string | null }>;
     },
   ) {
     const batch = deps.submitBatch ?? { maxBatch: 64, maxInFlight: 2 };
@@ -107,7 +110,8 @@ export class JobsApi {
   }
 
   async submit(principal: Principal, input: SubmitInput): Promise<{ job: Job; deduplicated: boolean }> {
-    const spec = specOrThrow(this.deps.parseSpec ? await this.deps.parseSpec(input.specYaml) : parseJobSpec(input.specYaml));
+    const parsed = this.deps.parseSpec ? await this.deps.parseSpec(input.specYaml) : { result: parseJobSpec(input.specYaml), admissionKey: null };
+    const spec = specOrThrow(parsed.result);
     const name = input.name ? input.name : spec.job.name;
     if (input.name && (!NAME_RE.test(input.name) || input.name.length > 63)) {
       throw AppError.invalid(`name '${input.name}' must be a DNS label (lowercase letters, digits, '-', ≤ 63 chars)`, [
@@ -121,7 +125,7 @@ export class JobsApi {
       ]);
     }
     const teamName = resolveSubmitTeam(principal, spec.job.team);
-    const admission = this.deps.admit ? await this.deps.admit(spec) : { estimatedCostUsd: null };
+    const admission = this.deps.admit ? await this.deps.admit(spec, parsed.admissionKey) : { estimatedCostUsd: null };
     const teamId = !principal.admin && principal.teamId !== null ? principal.teamId : await this.teamId(teamName);
     const outcome = await this.inserts.submit({
       id: this.deps.ids.newId(),

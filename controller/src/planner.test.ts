@@ -15,7 +15,8 @@ import { createLogger } from "@gpuorch/runtime";
 import { type JobSpec, parseJobSpec } from "@gpuorch/spec";
 import { newJobInput } from "@gpuorch/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Planner, type PlannerDeps, admissionKey } from "./planner.js";
+import { admissionKey } from "./admission-key.js";
+import { Planner, type PlannerDeps } from "./planner.js";
 import { offer } from "./cost-fixtures.test-util.js";
 
 const logger = createLogger({ name: "test", level: "silent" });

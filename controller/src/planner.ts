@@ -23,6 +23,7 @@ import { type Logger } from "@gpuorch/runtime";
 import { type JobSpec, catalogGpuModel } from "@gpuorch/spec";
 import { parseSpecOrThrow } from "./jobs-api.js";
 import { NodePricer } from "./node-pricing.js";
+import { admissionKey } from "./admission-key.js";
 
 // A JobSpec must stay assignable to the optimizer's spec (core cannot import spec); this fails to compile if they drift.
 export const specFitsOptimizer = (s: JobSpec): OptimizerSpec => s;
@@ -43,17 +44,6 @@ export interface PlannerDeps {
 
 /** Distinct job shapes admission remembers per catalog and capacity snapshot. */
 const ADMISSION_CACHE_MAX = 1_000;
-
-/**
- * The spec as the optimizer sees it: everything but the fields it never
- * reads. Leaving a field in only costs a cache miss; taking out one the
- * optimizer reads would reuse a wrong plan, so this names what to drop.
- */
-export function admissionKey(spec: JobSpec): string {
-  const { entrypoint: _entrypoint, job, ...rest } = spec;
-  const { name: _name, project: _project, ...jobRest } = job;
-  return JSON.stringify({ ...rest, job: jobRest });
-}
 
 interface CapacitySnapshot {
   at: number;
@@ -115,8 +105,8 @@ export class Planner {
    * the scheduler keeps it pending with the reason), only when a plan on the
    * registered nodes exists but breaks its budget, deadline or reliability.
    */
-  async admit(spec: JobSpec): Promise<Admission> {
-    const result = await this.admissionPlan(spec);
+  async admit(spec: JobSpec, key: string = admissionKey(spec)): Promise<Admission> {
+    const result = await this.admissionPlan(spec, key);
     if (result.best) return { estimatedCostUsd: formatUsdMicros(result.best.totalMicros), best: result.best };
     const onpremOnly = spec.constraints.allowed_providers.length > 0 && spec.constraints.allowed_providers.every((p) => p === "onprem");
     // On-prem only and no node can take it yet: wait for nodes. A plan that exists but breaks budget/deadline/reliability is rejected.
@@ -221,13 +211,12 @@ export class Planner {
    * is refreshed every second), so it adds no staleness of its own beyond
    * `nowMs` (deadlines) being up to that second old.
    */
-  private async admissionPlan(spec: JobSpec): Promise<OptimizeResult> {
+  private async admissionPlan(spec: JobSpec, key: string): Promise<OptimizeResult> {
     const capacity = await this.existingCapacity();
     let cache = this.admissionCache;
     if (cache === null || cache.catalog !== this.catalog || cache.capacity !== capacity) {
       cache = this.admissionCache = { catalog: this.catalog, capacity, plans: new Map() };
     }
-    const key = admissionKey(spec);
     const hit = cache.plans.get(key);
     if (hit) return hit;
     if (cache.plans.size >= ADMISSION_CACHE_MAX) cache.plans.clear();

@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import { createMemoryLogger } from "@gpuorch/runtime";
 import { parseJobSpec } from "@gpuorch/spec";
 import { describe, expect, it } from "vitest";
-import { SpecParserPool } from "./spec-parser-pool.js";
+import { SpecParserPool, parsedSpec } from "./spec-parser-pool.js";
 
 // The built worker: `pnpm test` runs tsc -b first (the worker cannot run TypeScript sources).
 const WORKER = new URL("../dist/spec-worker.js", import.meta.url);
@@ -24,9 +24,10 @@ describe("SpecParserPool", () => {
     try {
       const burst = [...corpus, ...corpus, ...corpus];
       const results = await Promise.all(burst.map((yaml) => pool.parse(yaml)));
-      expect(results).toEqual(burst.map((yaml) => parseJobSpec(yaml)));
-      expect(results.some((r) => r.ok)).toBe(true);
-      expect(results.some((r) => !r.ok)).toBe(true);
+      expect(results.map((r) => r.result)).toEqual(burst.map((yaml) => parseJobSpec(yaml)));
+      expect(results).toEqual(burst.map((yaml) => parsedSpec(yaml)));
+      expect(results.filter((r) => r.result.ok).every((r) => typeof r.admissionKey === "string")).toBe(true);
+      expect(results.some((r) => !r.result.ok && r.admissionKey === null)).toBe(true);
     } finally {
       await pool.close();
     }
@@ -38,7 +39,7 @@ describe("SpecParserPool", () => {
     try {
       for (let round = 0; round < 3; round++) {
         const batch = corpus.slice(round * 5, round * 5 + 5);
-        expect(await Promise.all(batch.map((yaml) => pool.parse(yaml)))).toEqual(batch.map((yaml) => parseJobSpec(yaml)));
+        expect(await Promise.all(batch.map((yaml) => pool.parse(yaml)))).toEqual(batch.map((yaml) => parsedSpec(yaml)));
       }
       const exits = logger.records.filter((r) => r.msg?.startsWith("spec parser worker exited"));
       expect(exits.length).toBeGreaterThanOrEqual(3);
@@ -50,11 +51,11 @@ describe("SpecParserPool", () => {
 
   it("parses inline with no workers and after close", async () => {
     const none = new SpecParserPool({ workers: 0, logger: createMemoryLogger() });
-    expect(await none.parse(corpus[0]!)).toEqual(parseJobSpec(corpus[0]!));
+    expect((await none.parse(corpus[0]!)).result).toEqual(parseJobSpec(corpus[0]!));
     const pool = new SpecParserPool({ workers: 1, logger: createMemoryLogger(), workerUrl: WORKER });
     const inFlight = pool.parse(corpus[1]!);
     await pool.close();
-    expect(await inFlight).toEqual(parseJobSpec(corpus[1]!));
-    expect(await pool.parse(corpus[2]!)).toEqual(parseJobSpec(corpus[2]!));
+    expect((await inFlight).result).toEqual(parseJobSpec(corpus[1]!));
+    expect((await pool.parse(corpus[2]!)).result).toEqual(parseJobSpec(corpus[2]!));
   });
 });

@@ -1,6 +1,7 @@
 import { Worker } from "node:worker_threads";
 import type { Logger } from "@gpuorch/runtime";
 import { type ParseResult, parseJobSpec } from "@gpuorch/spec";
+import { admissionKey } from "./admission-key.js";
 
 export interface SpecParseRequest {
   id: number;
@@ -9,12 +10,23 @@ export interface SpecParseRequest {
 
 export interface SpecParseResponse {
   id: number;
+  parsed: ParsedSpec;
+}
+
+/** parseJobSpec's result and, for a valid spec, its admission key (computed beside the parse, off the event loop too). */
+export interface ParsedSpec {
   result: ParseResult;
+  admissionKey: string | null;
+}
+
+export function parsedSpec(yaml: string): ParsedSpec {
+  const result = parseJobSpec(yaml);
+  return { result, admissionKey: result.ok ? admissionKey(result.spec) : null };
 }
 
 interface Pending {
   yaml: string;
-  resolve: (r: ParseResult) => void;
+  resolve: (r: ParsedSpec) => void;
 }
 
 /**
@@ -26,7 +38,7 @@ interface Pending {
  * idle core.
  *
  * Requests arriving in one event-loop turn travel as one message per worker
- * (round robin). Results are exactly parseJobSpec's. Nothing is lost to a
+ * (round robin). Results are exactly parseJobSpec's (with the admission key). Nothing is lost to a
  * worker that dies: its pending specs are parsed on the event loop instead,
  * and a new worker takes its place. `workers: 0` parses inline.
  */
@@ -55,8 +67,8 @@ export class SpecParserPool {
     for (let i = 0; i < opts.workers; i++) this.spawn(i);
   }
 
-  parse(yaml: string): Promise<ParseResult> {
-    if (this.workers.length === 0 || this.closed) return Promise.resolve(parseJobSpec(yaml));
+  parse(yaml: string): Promise<ParsedSpec> {
+    if (this.workers.length === 0 || this.closed) return Promise.resolve(parsedSpec(yaml));
     return new Promise((resolve) => {
       const id = this.nextId++;
       const slot = this.turn;
@@ -88,11 +100,11 @@ export class SpecParserPool {
     worker.unref();
     worker.on("message", (batch: SpecParseResponse[]) => {
       const pending = this.pending[slot]!;
-      for (const { id, result } of batch) {
+      for (const { id, parsed } of batch) {
         const p = pending.get(id);
         if (!p) continue;
         pending.delete(id);
-        p.resolve(result);
+        p.resolve(parsed);
       }
     });
     worker.on("error", (err) => this.opts.logger.error({ err, worker: slot }, "spec parser worker failed"));
@@ -113,7 +125,7 @@ export class SpecParserPool {
       const p = pending.get(id);
       if (!p) continue;
       pending.delete(id);
-      p.resolve(parseJobSpec(p.yaml));
+      p.resolve(parsedSpec(p.yaml));
     }
   }
 
