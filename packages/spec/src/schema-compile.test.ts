@@ -22,6 +22,7 @@ import {
   VersionSchema,
 } from "./schema.js";
 import { loadYaml } from "./yaml-tree.js";
+import { seededRandom } from "./seeded-random.test-util.js";
 
 const SECTIONS: Record<string, z.ZodType> = {
   version: VersionSchema,
@@ -60,18 +61,6 @@ const POOL: unknown[] = [
   { metric: "m", direction: "minimize" }, { metric: "m", direction: "up" },
 ];
 
-function random(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296;
-  };
-}
-
 const isMapping = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
 /**
@@ -81,7 +70,7 @@ const isMapping = (v: unknown): v is Record<string, unknown> => typeof v === "ob
 function inputs(name: string): unknown[] {
   const base = roots.map((r) => r[name]).filter((v) => v !== undefined);
   const out: unknown[] = [...base, undefined, {}, [], "x", 1];
-  const rnd = random(name.length * 7919 + 1);
+  const rnd = seededRandom(name.length * 7919 + 1);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)] as T;
   const mutate = (m: Record<string, unknown>): Record<string, unknown> => {
     const copy = { ...m };

@@ -8,6 +8,7 @@ import { describe, expect, it } from "vitest";
 import { formatPath, type PathSegment } from "./issues.js";
 import { readYamlSubset } from "./yaml-subset.js";
 import { loadYaml, type YamlTree } from "./yaml-tree.js";
+import { seededRandom } from "./seeded-random.test-util.js";
 
 const TESTDATA = new URL("../testdata/", import.meta.url);
 const EXAMPLES = new URL("../../../examples/", import.meta.url);
@@ -40,19 +41,6 @@ function expectSameOrNull(text: string): boolean {
   if (fast === null) return false;
   expect(plain(fast), JSON.stringify(text)).toEqual(fullTree(text));
   return true;
-}
-
-/** xorshift32: the same cases on every run. */
-function random(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296;
-  };
 }
 
 describe("readYamlSubset", () => {
@@ -162,7 +150,7 @@ describe("readYamlSubset", () => {
   });
 
   it("gives the full path's tree for seeded random mutations of the corpus", () => {
-    const rnd = random(20260101);
+    const rnd = seededRandom(20260101);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)] as T;
     const pieces = [
       ":", ": ", " ", "  ", "#", " #", "-", "- ", "[", "]", "{", "}", ",", ", ", "'", '"', "\\", "\t", "\n", "\r\n",
@@ -201,7 +189,7 @@ describe("readYamlSubset", () => {
     // eslint-disable-next-line no-control-regex -- control characters are what it looks for
     const odd = /[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ufeff]|\r(?!\n)/;
     const oddPieces = ["\u0000", "\u0001", "\t", "\u000b", "\u001f", "\u007f", "\u0085", "\u009f", "\u2028", "\u2029", "\ufeff", "\r", " \r", "\r\n"];
-    const rnd = random(20260202);
+    const rnd = seededRandom(20260202);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)] as T;
     const sources = [...examples, ...valid].map((f) => f.text);
     let refused = 0;
