@@ -59,6 +59,27 @@ const T4_ONLY = specYaml("  gpus: 1\n  gpu_type: [T4]\n");
 const T4_BUDGET = specYaml("  gpus: 1\n  gpu_type: [T4]\n", "constraints:\n  budget: 0.5\n");
 const ONPREM_T4 = (gpus: number) => specYaml(`  gpus: ${gpus}\n  gpu_type: [T4]\n`, "constraints:\n  allowed_providers: [onprem]\n", "3");
 
+/** An on-prem node in the "lab" region with `gpus` Tesla T4s; returns its id. */
+async function registerT4Node(db: Database["db"], hostname: string, gpus: number, now: Date): Promise<string> {
+  const out = await upsertNodeRegistration(
+    db,
+    {
+      nodeId: null,
+      hostname,
+      labels: { provider: "onprem", region: "lab", zone: "", network: "lab-net", instanceType: "", spot: false, privateIp: "10.0.0.5" },
+      cpuCores: 16,
+      memoryMib: 65_536,
+      agentVersion: "test",
+      driverVersion: "550",
+      cudaVersion: "12.4",
+      degradedReason: null,
+      gpus: Array.from({ length: gpus }, (_, index) => ({ index, uuid: `GPU-${hostname}-${index}`, name: "Tesla T4", memoryTotalMib: 15_360, migEnabled: false, migDevices: [] })),
+    },
+    { newId: randomUUID(), now },
+  );
+  return out.nodeId;
+}
+
 async function rejection(p: Promise<unknown>): Promise<AppError> {
   const err = await p.then(
     () => null,
@@ -220,22 +241,7 @@ describe("Planner admission cache", () => {
       expect((await p.admit(spec(T4_ONLY))).estimatedCostUsd).toBe("0.600000");
       // A node registers: once the capacity snapshot is refreshed, an on-prem-only spec gets its estimate.
       expect(await p.admit(spec(ONPREM_T4(1)))).toEqual({ estimatedCostUsd: null, best: null });
-      await upsertNodeRegistration(
-        db,
-        {
-          nodeId: null,
-          hostname: "lab-9",
-          labels: { provider: "onprem", region: "lab", zone: "", network: "lab-net", instanceType: "", spot: false, privateIp: "10.0.0.9" },
-          cpuCores: 16,
-          memoryMib: 65_536,
-          agentVersion: "test",
-          driverVersion: "550",
-          cudaVersion: "12.4",
-          degradedReason: null,
-          gpus: [{ index: 0, uuid: "GPU-lab-9-0", name: "Tesla T4", memoryTotalMib: 15_360, migEnabled: false, migDevices: [] }],
-        },
-        { newId: randomUUID(), now: clock.now() },
-      );
+      await registerT4Node(db, "lab-9", 1, clock.now());
       clock.advance(1_001);
       expect((await p.admit(spec(ONPREM_T4(1)))).estimatedCostUsd).toBe("6.000000");
     } finally {
@@ -255,24 +261,7 @@ describe("Planner with registered nodes (PGlite)", () => {
     database = await openDatabase({ memory: true });
     db = database.db;
     await seedCatalogIfEmpty(db, { offers: CATALOG }, { at: clock.now() });
-    nodeId = (
-      await upsertNodeRegistration(
-        db,
-        {
-          nodeId: null,
-          hostname: "lab-1",
-          labels: { provider: "onprem", region: "lab", zone: "", network: "lab-net", instanceType: "", spot: false, privateIp: "10.0.0.5" },
-          cpuCores: 16,
-          memoryMib: 65_536,
-          agentVersion: "test",
-          driverVersion: "550",
-          cudaVersion: "12.4",
-          degradedReason: null,
-          gpus: [0, 1].map((index) => ({ index, uuid: `GPU-lab-1-${index}`, name: "Tesla T4", memoryTotalMib: 15_360, migEnabled: false, migDevices: [] })),
-        },
-        { newId: randomUUID(), now: clock.now() },
-      )
-    ).nodeId;
+    nodeId = await registerT4Node(db, "lab-1", 2, clock.now());
   });
   afterAll(async () => {
     await database.close();
