@@ -1,6 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { type IncomingMessage, type Server, createServer } from "node:http";
 import { join } from "node:path";
 import { createTestDatabase } from "@gpuorch/testing";
@@ -143,6 +143,7 @@ describe("costs end to end: pricing, plan, admission, budget stop, alerts, metri
     await ctl?.stop();
     await new Promise<void>((r) => receiver.close(() => r()));
     assertNoControllersLeft();
+    rmSync(work, { recursive: true, force: true });
   });
 
   it("lists the shipped catalog sorted by $/GPU-hour, says which providers have no prices, and rejects an unknown GPU", async () => {

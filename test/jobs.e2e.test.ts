@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { processGroupAlive } from "@gpuorch/runtime";
 import { createTestDatabase, waitFor } from "@gpuorch/testing";
@@ -161,6 +161,7 @@ retry:
     await Promise.all([...agents.values()].map((a) => (a.exitCode === null && a.signalCode === null ? new Promise((r) => a.once("exit", r)) : null)));
     await ctl?.stop();
     assertNoControllersLeft();
+    rmSync(work, { recursive: true, force: true });
   }, 60_000);
 
   it("runs a trivial command job to completed and keeps its output", async () => {

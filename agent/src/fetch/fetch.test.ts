@@ -7,7 +7,7 @@ import { AppError, isAppError } from "@gpuorch/core";
 import { createMemoryLogger } from "@gpuorch/runtime";
 import { FILE_CHECKSUM_SUFFIX, type ObjectStore, type S3Store, createFileStore, createS3Store, openObjectStore } from "@gpuorch/storage";
 import { S3RVER_CREDENTIALS, type S3rverProcess, startS3rver } from "@gpuorch/testing";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type FetchOptions, FETCH_CACHE_SUBDIR, fetchDataset, fetchEntrypoint } from "./index.js";
 
 const sha = (b: Buffer | string): string => createHash("sha256").update(b).digest("hex");
@@ -274,7 +274,8 @@ describe("fetch from file:// and error handling", () => {
     src = join(dir, "store");
     mkdirSync(src);
   });
-  afterAll(() => {
+  // Each test has its own directory: remove each, not only the last.
+  afterEach(() => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
