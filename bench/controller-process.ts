@@ -43,17 +43,35 @@ function extraControllerArgs(): string[] {
   return (process.env.BENCH_CONTROLLER_ARGS ?? "").split(/\s+/).filter(Boolean);
 }
 
-/** utime + stime of one process in ms from /proc/PID/stat (Linux); null when it cannot be read. */
-export function processCpuMs(pid: number): number | null {
+/**
+ * The fields of /proc/PID/stat after the parenthesised command (Linux): [0] is
+ * state (field 3), [1] ppid, [11] utime, [12] stime, [13] cutime, [14] cstime.
+ * Null when it cannot be read.
+ */
+function procStat(pid: number | "self"): string[] | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // Fields after the parenthesised command: state is field 3, ppid 4, utime 14, stime 15.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const ticks = Number(fields[11]) + Number(fields[12]);
-    return Number.isFinite(ticks) ? (ticks * 1000) / CLOCK_TICKS_PER_SECOND : null;
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   } catch {
     return null;
   }
+}
+
+function ticksToMs(a: string | undefined, b: string | undefined): number | null {
+  const ticks = Number(a) + Number(b);
+  return Number.isFinite(ticks) ? (ticks * 1000) / CLOCK_TICKS_PER_SECOND : null;
+}
+
+/** utime + stime of one process in ms (Linux); null when it cannot be read. */
+export function processCpuMs(pid: number): number | null {
+  const f = procStat(pid);
+  return f === null ? null : ticksToMs(f[11], f[12]);
+}
+
+/** CPU (ms) of this process's children that have exited and been reaped (cutime + cstime); null off Linux. */
+export function reapedChildrenCpuMs(): number | null {
+  const f = procStat("self");
+  return f === null ? null : ticksToMs(f[13], f[14]);
 }
 
 /**
@@ -70,12 +88,9 @@ export function postgresCpuMs(clusterDir: string): number | null {
     if (total === null) return null;
     for (const entry of readdirSync("/proc")) {
       if (!/^\d+$/.test(entry)) continue;
-      try {
-        const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-        if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === postmaster) total += processCpuMs(Number(entry)) ?? 0;
-      } catch {
-        // The process ended between the listing and the read.
-      }
+      // Null when the process ended between the listing and the read.
+      const f = procStat(Number(entry));
+      if (f !== null && Number(f[1]) === postmaster) total += ticksToMs(f[11], f[12]) ?? 0;
     }
     return total;
   } catch {

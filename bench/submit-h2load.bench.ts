@@ -23,7 +23,7 @@ import { parseArgs, promisify } from "node:util";
 import { SubmitJobRequest } from "@gpuorch/proto";
 import { JobClient } from "@gpuorch/rpc";
 import { startPostgres } from "@gpuorch/testing";
-import { ControllerProcess, REPO_ROOT, createAdminToken, postgresCpuMs } from "./controller-process.js";
+import { ControllerProcess, REPO_ROOT, createAdminToken, postgresCpuMs, reapedChildrenCpuMs } from "./controller-process.js";
 import { figure, percentile } from "./latency.js";
 
 const run = promisify(execFile);
@@ -125,17 +125,6 @@ async function main(): Promise<void> {
     await ctl?.stop().catch((e: unknown) => process.stderr.write(`${String(e)}\n`));
     await pg.stop();
     await rm(work, { recursive: true, force: true });
-  }
-}
-
-/** CPU (ms) of this process's children that have exited and been reaped (cutime + cstime), from /proc; null off Linux. */
-function reapedChildrenCpuMs(): number | null {
-  try {
-    const stat = readFileSync("/proc/self/stat", "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return ((Number(fields[13]) + Number(fields[14])) * 1000) / 100;
-  } catch {
-    return null;
   }
 }
 

@@ -212,7 +212,7 @@ export async function startController(
         void supervisor.stopJob(id, "job cancelled");
         costs.touch(id);
       },
-      admit: (spec, key) => planner.admit(spec, key ?? undefined),
+      admit: (spec, key) => planner.admit(spec, key),
       db,
       ids: deps.ids,
       logger: logger.child({ component: "jobs" }),

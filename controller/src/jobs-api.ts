@@ -29,6 +29,8 @@ import {
 } from "@gpuorch/db";
 import { type Batcher, type Logger, createBatcher } from "@gpuorch/runtime";
 import { type JobSpec, type ParseResult, parseJobSpec } from "@gpuorch/spec";
+import { admissionKey } from "./admission-key.js";
+import { type ParsedSpec, parsedSpec } from "./spec-parser-pool.js";
 import type { JobNotifier } from "./job-notifier.js";
 
 export interface SubmitInput {
@@ -76,11 +78,8 @@ export class JobsApi {
        * statement (at most maxBatch rows, at most maxInFlight statements at once).
        */
       submitBatch?: { maxBatch: number; maxInFlight: number };
-      /**
-       * Parses a submitted spec (SpecParserPool: off the event loop), with the
-       * spec's admission key when it computed one; default parseJobSpec inline.
-       */
-      parseSpec?: (specYaml: string) => Promise<{ result: ParseResult; admissionKey: string | null }>;
+      /** Parses a submitted spec with its admission key (SpecParserPool: off the event loop); default inline. */
+      parseSpec?: (specYaml: string) => Promise<ParsedSpec>;
       /** A new job was stored (wakes the scheduler). */
       onSubmitted?: (jobId: string) => void;
       /** A job was cancelled (its running tasks must be stopped). */
@@ -89,7 +88,7 @@ export class JobsApi {
        * Admission: throws (RESOURCE_EXHAUSTED infeasible_job) when no plan
        * meets the spec, else the estimate stored with the job.
        */
-      admit?: (spec: JobSpec, admissionKey: string | null) => Promise<{ estimatedCostUsd: string | null }>;
+      admit?: (spec: JobSpec, admissionKey: string) => Promise<{ estimatedCostUsd: string | null }>;
     },
   ) {
     const batch = deps.submitBatch ?? { maxBatch: 64, maxInFlight: 2 };
@@ -110,7 +109,7 @@ export class JobsApi {
   }
 
   async submit(principal: Principal, input: SubmitInput): Promise<{ job: Job; deduplicated: boolean }> {
-    const parsed = this.deps.parseSpec ? await this.deps.parseSpec(input.specYaml) : { result: parseJobSpec(input.specYaml), admissionKey: null };
+    const parsed = this.deps.parseSpec ? await this.deps.parseSpec(input.specYaml) : parsedSpec(input.specYaml);
     const spec = specOrThrow(parsed.result);
     const name = input.name ? input.name : spec.job.name;
     if (input.name && (!NAME_RE.test(input.name) || input.name.length > 63)) {
@@ -125,27 +124,18 @@ export class JobsApi {
       ]);
     }
     const teamName = resolveSubmitTeam(principal, spec.job.team);
-    const admission = this.deps.admit ? await this.deps.admit(spec, parsed.admissionKey) : { estimatedCostUsd: null };
+    const admission = this.deps.admit ? await this.deps.admit(spec, parsed.admissionKey ?? admissionKey(spec)) : { estimatedCostUsd: null };
     const teamId = !principal.admin && principal.teamId !== null ? principal.teamId : await this.teamId(teamName);
-    const outcome = await this.inserts.submit({
-      id: this.deps.ids.newId(),
-      teamId,
-      name,
-      project: spec.job.project ?? null,
-      type: spec.job.type,
-      framework: spec.job.framework,
-      executionMode: spec.execution.mode,
-      priority: spec.constraints.priority,
-      maxAttempts: spec.retry.max_attempts,
-      gpus: spec.resources.gpus,
-      specYaml: input.specYaml,
-      spec,
-      budgetUsd: spec.constraints.budget_usd ?? null,
-      estimatedCostUsd: admission.estimatedCostUsd,
-      deadline: spec.constraints.deadline ? new Date(spec.constraints.deadline) : null,
-      idempotencyKey: key,
-      actor: actorOf(principal),
-    });
+    const outcome = await this.inserts.submit(
+      jobInputFromSpec(spec, input.specYaml, {
+        id: this.deps.ids.newId(),
+        teamId,
+        name,
+        estimatedCostUsd: admission.estimatedCostUsd,
+        idempotencyKey: key,
+        actor: actorOf(principal),
+      }),
+    );
     if (!outcome.ok) throw outcome.error;
     const result = { job: outcome.job, deduplicated: outcome.deduplicated };
     if (!result.deduplicated) {
@@ -229,6 +219,33 @@ export class JobsApi {
       if (events.length === 0) await this.deps.notifier.wait(id, poll, signal);
     }
   }
+}
+
+/** The row a spec becomes, as SubmitJob stores it: columns from the normalized spec, the YAML verbatim. */
+export function jobInputFromSpec(
+  spec: JobSpec,
+  specYaml: string,
+  o: { id: string; teamId: string; name?: string; estimatedCostUsd?: string | null; idempotencyKey?: string | null; actor: string },
+): NewJobInput {
+  return {
+    id: o.id,
+    teamId: o.teamId,
+    name: o.name ?? spec.job.name,
+    project: spec.job.project ?? null,
+    type: spec.job.type,
+    framework: spec.job.framework,
+    executionMode: spec.execution.mode,
+    priority: spec.constraints.priority,
+    maxAttempts: spec.retry.max_attempts,
+    gpus: spec.resources.gpus,
+    specYaml,
+    spec,
+    budgetUsd: spec.constraints.budget_usd ?? null,
+    estimatedCostUsd: o.estimatedCostUsd ?? null,
+    deadline: spec.constraints.deadline ? new Date(spec.constraints.deadline) : null,
+    idempotencyKey: o.idempotencyKey ?? null,
+    actor: o.actor,
+  };
 }
 
 /** The spec, or INVALID_ARGUMENT `invalid_spec` with every issue as a field (path, line, column): submit and plan alike. */

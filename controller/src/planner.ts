@@ -92,7 +92,7 @@ export class Planner {
   /** `gpuorch plan`: the plan table for a spec, feasible or not. */
   async plan(_principal: Principal, specYaml: string, limit: number): Promise<PlanJobResponse> {
     const spec = parseSpecOrThrow(specYaml);
-    const result = await this.run(spec, "free", limit > 0 ? limit : 20);
+    const result = await this.run(spec, limit > 0 ? limit : 20);
     const status = await listPricingStatus(this.deps.db).catch(() => []);
     const stale = status.filter((s) => s.lastError).map((s) => `${s.provider} prices: last refresh failed (${s.lastError})`);
     return toPlanResponse(result, this.catalog.offers.length + (this.capacity?.free.length ?? 0), [...result.notes, ...stale]);
@@ -132,7 +132,7 @@ export class Planner {
     current: { provider: string; region: string; instanceType: string; spot: boolean; microsPerHour: bigint; available: boolean },
     work: { remainingHours: number; lostWorkHours: number; checkpointGb: number },
   ): Promise<MigrationDecision | null> {
-    const result = await this.run(spec, "free", 10);
+    const result = await this.run(spec, 10);
     const feasible = [result.best, ...result.alternatives].filter((c): c is PlanCandidate => c !== null && c.feasible && c.mode === "single_cluster");
     if (result.mode !== "single_cluster" || feasible.length === 0) return null;
     const key = (t: { provider: string; region: string; instanceType: string; spot: boolean }) => `${t.provider}/${t.region}/${t.instanceType || "nodes"}${t.spot ? "/spot" : ""}`;
@@ -220,17 +220,18 @@ export class Planner {
     const hit = cache.plans.get(key);
     if (hit) return hit;
     if (cache.plans.size >= ADMISSION_CACHE_MAX) cache.plans.clear();
-    const result = optimize(specFitsOptimizer(spec), this.catalog, capacity.all, { nowMs: this.deps.clock.now().getTime(), maxAlternatives: 1 });
+    const result = this.optimizeOn(spec, capacity.all, 1);
     cache.plans.set(key, result);
     return result;
   }
 
-  private async run(spec: JobSpec, capacity: "free" | "all", maxAlternatives: number): Promise<OptimizeResult> {
-    const nodes = await this.existingCapacity();
-    return optimize(specFitsOptimizer(spec), this.catalog, capacity === "free" ? nodes.free : nodes.all, {
-      nowMs: this.deps.clock.now().getTime(),
-      maxAlternatives,
-    });
+  /** Plans and advice: only free GPUs of registered nodes count. */
+  private async run(spec: JobSpec, maxAlternatives: number): Promise<OptimizeResult> {
+    return this.optimizeOn(spec, (await this.existingCapacity()).free, maxAlternatives);
+  }
+
+  private optimizeOn(spec: JobSpec, nodes: readonly ExistingNodeCapacity[], maxAlternatives: number): OptimizeResult {
+    return optimize(specFitsOptimizer(spec), this.catalog, nodes, { nowMs: this.deps.clock.now().getTime(), maxAlternatives });
   }
 
   /** Registered nodes' GPUs by model, free and in total; cached for a second (submits come in bursts). */

@@ -2,12 +2,10 @@ import { randomUUID } from "node:crypto";
 import { replayEvents } from "@gpuorch/core";
 import {
   type Database,
-  type NewJobInput,
   applyTaskUpdates,
   findTasks,
   getJob,
   getJobEvents,
-  insertJob,
   markNodeStates,
   openDatabase,
   setNodeDraining,
@@ -15,10 +13,10 @@ import {
   createTeam,
 } from "@gpuorch/db";
 import { createLogger } from "@gpuorch/runtime";
-import { parseJobSpec } from "@gpuorch/spec";
 import { type TestDatabase, createTestDatabase } from "@gpuorch/testing";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { SchedulerLoop, type SchedulerLoopDeps } from "./scheduler-loop.js";
+import { submit } from "./supervisor.test-util.js";
 
 const logger = createLogger({ name: "test", level: "silent" });
 const clock = { now: () => new Date() };
@@ -67,32 +65,6 @@ async function registerNode(db: Database["db"], hostname: string, o: NodeOpts): 
     { newId: randomUUID(), now: o.now ?? new Date() },
   );
   return out.nodeId;
-}
-
-/** Submits a spec the way the jobs API does (parsed, normalized). */
-async function submit(db: Database["db"], teamId: string, yaml: string): Promise<string> {
-  const parsed = parseJobSpec(yaml);
-  if (!parsed.ok) throw new Error(`bad spec: ${JSON.stringify(parsed.issues)}`);
-  const spec = parsed.spec;
-  const input: NewJobInput = {
-    id: randomUUID(),
-    teamId,
-    name: spec.job.name,
-    project: null,
-    type: spec.job.type,
-    framework: spec.job.framework,
-    executionMode: spec.execution.mode,
-    priority: spec.constraints.priority,
-    maxAttempts: spec.retry.max_attempts,
-    gpus: spec.resources.gpus,
-    specYaml: yaml,
-    spec: spec as unknown as Record<string, unknown>,
-    budgetUsd: null,
-    deadline: null,
-    idempotencyKey: null,
-    actor: "test",
-  };
-  return (await insertJob(db, input)).job.id;
 }
 
 function trainingYaml(name: string, resources: string, extra = ""): string {

@@ -38,9 +38,10 @@ interface Pending {
  * idle core.
  *
  * Requests arriving in one event-loop turn travel as one message per worker
- * (round robin). Results are exactly parseJobSpec's (with the admission key). Nothing is lost to a
- * worker that dies: its pending specs are parsed on the event loop instead,
- * and a new worker takes its place. `workers: 0` parses inline.
+ * (round robin). Results are exactly parseJobSpec's, with the admission key.
+ * Nothing is lost to a worker that dies: its pending specs are parsed on the
+ * event loop instead, and a new worker takes its place. `workers: 0` parses
+ * inline.
  */
 export class SpecParserPool {
   private readonly workers: (Worker | null)[];

@@ -1,9 +1,10 @@
 import { randomUUID } from "node:crypto";
 import type { AgentTaskReport } from "@gpuorch/core";
-import { type Database, type NewJobInput, type TaskRecord, insertJob, upsertNodeRegistration } from "@gpuorch/db";
+import { type Database, type TaskRecord, insertJob, upsertNodeRegistration } from "@gpuorch/db";
 import type { ConnectResponse } from "@gpuorch/proto";
 import { parseJobSpec } from "@gpuorch/spec";
 import type { AgentSession } from "./agent-sessions.js";
+import { jobInputFromSpec } from "./jobs-api.js";
 
 /** Test support for the task supervisor's suites: a hand-moved clock, recording agent streams, nodes, jobs, reports. */
 
@@ -70,26 +71,7 @@ export async function registerNode(
 export async function submit(db: Database["db"], teamId: string, yaml: string): Promise<string> {
   const parsed = parseJobSpec(yaml);
   if (!parsed.ok) throw new Error(`bad spec: ${JSON.stringify(parsed.issues)}`);
-  const spec = parsed.spec;
-  const input: NewJobInput = {
-    id: randomUUID(),
-    teamId,
-    name: spec.job.name,
-    project: null,
-    type: spec.job.type,
-    framework: spec.job.framework,
-    executionMode: spec.execution.mode,
-    priority: spec.constraints.priority,
-    maxAttempts: spec.retry.max_attempts,
-    gpus: spec.resources.gpus,
-    specYaml: yaml,
-    spec: spec as unknown as Record<string, unknown>,
-    budgetUsd: null,
-    deadline: null,
-    idempotencyKey: null,
-    actor: "test",
-  };
-  return (await insertJob(db, input)).job.id;
+  return (await insertJob(db, jobInputFromSpec(parsed.spec, yaml, { id: randomUUID(), teamId, actor: "test" }))).job.id;
 }
 
 /** What the agent of `t` reports about it. */
