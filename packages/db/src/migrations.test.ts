@@ -4,10 +4,12 @@ import { existsSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
-import { createTestDatabase } from "@gpuorch/testing";
+import { createTestDatabase, newJobInput } from "@gpuorch/testing";
 import { sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
-import { MIGRATIONS_FOLDER, openDatabase } from "./open.js";
+import { type Database, MIGRATIONS_FOLDER, openDatabase } from "./open.js";
+import { insertJob } from "./jobs.js";
+import { ensureTeam } from "./index.js";
 
 describe("migrations", () => {
   it("are found next to the package (from src/ and dist/ alike)", () => {
@@ -47,5 +49,42 @@ describe("migrations", () => {
       await Promise.all(opened.map((d) => d.close()));
     }
     await testDb.assertNoLeftoverConnections();
+  });
+
+  describe("job specs are stored lz4-compressed where the server has lz4 (0009)", () => {
+    /** The compression each spec column asks for, and what a stored 8 KB spec actually got. */
+    async function compression(d: Database): Promise<{ columns: Record<string, string>; stored: { yaml: string | null; spec: string | null } }> {
+      const team = await ensureTeam(d.db, { id: crypto.randomUUID(), name: `t-${crypto.randomUUID().slice(0, 8)}` });
+      // Big enough to pass the 2 kB TOAST threshold, compressible, so PostgreSQL compresses both columns.
+      const padding = "# padding line that compresses well\n".repeat(220);
+      const job = await insertJob(d.db, newJobInput(team.id, { specYaml: `${padding}job:\n  name: big\n`, spec: { job: { name: "big" }, notes: padding } }));
+      const cols = (await d.db.execute(sql`
+        SELECT attname, attcompression::text AS c FROM pg_attribute
+        WHERE attrelid = 'jobs'::regclass AND attname IN ('spec_yaml', 'spec')`)) as unknown as { rows: { attname: string; c: string }[] };
+      const stored = (await d.db.execute(sql`
+        SELECT pg_column_compression(spec_yaml) AS yaml, pg_column_compression(spec) AS spec FROM jobs WHERE id = ${job.job.id}`)) as unknown as {
+        rows: { yaml: string | null; spec: string | null }[];
+      };
+      return { columns: Object.fromEntries(cols.rows.map((r) => [r.attname, r.c])), stored: stored.rows[0]! };
+    }
+
+    it("on PostgreSQL (Debian builds have lz4)", async () => {
+      const testDb = await createTestDatabase();
+      const d = await openDatabase({ url: testDb.url, poolMax: 1 });
+      try {
+        expect(await compression(d)).toEqual({ columns: { spec_yaml: "l", spec: "l" }, stored: { yaml: "lz4", spec: "lz4" } });
+      } finally {
+        await d.close();
+      }
+    });
+
+    it("falls back to pglz on PGlite, which lacks lz4, without failing the migration", async () => {
+      const d = await openDatabase({ memory: true });
+      try {
+        expect(await compression(d)).toEqual({ columns: { spec_yaml: "", spec: "" }, stored: { yaml: "pglz", spec: "pglz" } });
+      } finally {
+        await d.close();
+      }
+    });
   });
 });
