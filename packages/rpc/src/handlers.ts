@@ -118,13 +118,19 @@ export function bidiStreamHandler<Req, Res>(
   };
 }
 
-/** The handler's context; its logger (a pino child) is made only if the handler logs. */
-function callContext(principal: Principal, metadata: Metadata, signal: AbortSignal, opts: HandlerOptions): CallContext {
+/**
+ * The handler's context. Its logger (a pino child) and its signal are made
+ * only if the handler uses them: most unary calls (SubmitJob) use neither, and
+ * each cost microseconds on every call.
+ */
+function callContext(principal: Principal, metadata: Metadata, run: CallRun, opts: HandlerOptions): CallContext {
   let logger: Logger | null = null;
   return {
     principal,
     metadata,
-    signal,
+    get signal(): AbortSignal {
+      return run.signal;
+    },
     get logger(): Logger {
       logger ??= opts.logger.child({ method: opts.method, team: principal.teamName, tokenId: principal.tokenId });
       return logger;
@@ -143,8 +149,13 @@ interface SurfaceCall {
 /** The parts every kind of call shares: auth, signal, error mapping, logging, metrics. */
 class CallRun {
   private readonly started = performance.now();
-  /** Aborted by the client's cancel or by the server's shutdown (`opts.signal`), whichever comes first. */
-  private readonly cancel = new AbortController();
+  /**
+   * Aborted by the client's cancel or by the server's shutdown (`opts.signal`),
+   * whichever comes first. Made when first asked for (`signal`).
+   */
+  private cancel: AbortController | null = null;
+  /** Why the call was aborted, once it was (kept for a signal asked for later). */
+  private abortedWith: { reason: unknown } | null = null;
   /** Set when the client cancelled, to tell that from a shutdown. */
   private clientCancelled = false;
 
@@ -154,7 +165,17 @@ class CallRun {
   ) {}
 
   get signal(): AbortSignal {
+    if (this.cancel === null) {
+      this.cancel = new AbortController();
+      if (this.abortedWith) this.cancel.abort(this.abortedWith.reason);
+    }
     return this.cancel.signal;
+  }
+
+  private abort(reason: unknown): void {
+    if (this.abortedWith) return;
+    this.abortedWith = { reason };
+    this.cancel?.abort(reason);
   }
 
   async execute(
@@ -164,12 +185,12 @@ class CallRun {
     const { opts, call } = this;
     const onCancelled = (): void => {
       this.clientCancelled = true;
-      this.cancel.abort(new DOMException("the client cancelled the call", "AbortError"));
+      this.abort(new DOMException("the client cancelled the call", "AbortError"));
     };
     // A listener on the server's signal, not AbortSignal.any: that costs ~20 us and a
     // FinalizationRegistry entry per call on Node 20, and every SubmitJob pays it.
     const server = opts.signal;
-    const onShutdown = (): void => this.cancel.abort(server?.reason);
+    const onShutdown = (): void => this.abort(server?.reason);
     call.on("cancelled", onCancelled);
     server?.addEventListener("abort", onShutdown, { once: true });
     if (call.cancelled) onCancelled();
@@ -177,7 +198,7 @@ class CallRun {
     let principal: Principal | null = null;
     try {
       principal = await authenticateCall(call.metadata, opts);
-      await body(callContext(principal, call.metadata, this.signal, opts));
+      await body(callContext(principal, call.metadata, this, opts));
       this.record(call.cancelled ? "CANCELLED" : "OK");
     } catch (e) {
       const err = this.classify(e, principal);
