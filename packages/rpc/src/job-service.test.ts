@@ -94,6 +94,12 @@ const impl: pb.JobServiceServer = {
         handlerEnded.resolve({ aborted: ctx.signal.aborted, sent: 0, error: null });
         throw new AppError("ABORTED", "gave up");
       }
+      case "late-signal": {
+        // Does not look at ctx.signal until well after the client's deadline passed.
+        await sleep(300);
+        handlerEnded.resolve({ aborted: ctx.signal.aborted, sent: 0, error: ctx.signal.reason });
+        throw new AppError("ABORTED", "gave up");
+      }
       default:
         return { job: jobToProto({ ...job, id: req.id }), tasks: [] };
     }
@@ -240,6 +246,15 @@ describe("JobService over real gRPC", () => {
     const e = await rejection(client.getJob({ id: "slow" }, { timeoutMs: 100 }));
     expect(e.code).toBe("DEADLINE_EXCEEDED");
     expect((await handlerEnded.promise).aborted).toBe(true);
+  });
+
+  it("gives a handler that first asks for ctx.signal after the deadline an aborted signal", async () => {
+    handlerEnded = deferred();
+    const e = await rejection(client.getJob({ id: "late-signal" }, { timeoutMs: 100 }));
+    expect(e.code).toBe("DEADLINE_EXCEEDED");
+    const ended = await handlerEnded.promise;
+    expect(ended.aborted).toBe(true);
+    expect((ended.error as Error).name).toBe("AbortError");
   });
 
   it("cancels a unary call when the caller's signal aborts", async () => {
