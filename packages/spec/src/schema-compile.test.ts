@@ -9,33 +9,11 @@
 import { readdirSync, readFileSync } from "node:fs";
 import * as z from "zod";
 import { describe, expect, it } from "vitest";
-import {
-  CheckpointSchema,
-  ConstraintsSchema,
-  DataSchema,
-  EntrypointSchema,
-  ExecutionSchema,
-  HpoSchema,
-  JobSchema,
-  ResourcesSchema,
-  RetrySchema,
-  VersionSchema,
-} from "./schema.js";
+import { SECTION_SCHEMAS } from "./schema.js";
 import { loadYaml } from "./yaml-tree.js";
 import { seededRandom } from "./seeded-random.test-util.js";
 
-const SECTIONS: Record<string, z.ZodType> = {
-  version: VersionSchema,
-  job: JobSchema,
-  entrypoint: EntrypointSchema,
-  resources: ResourcesSchema,
-  data: DataSchema,
-  constraints: ConstraintsSchema,
-  execution: ExecutionSchema,
-  hpo: HpoSchema,
-  checkpoint: CheckpointSchema,
-  retry: RetrySchema,
-};
+const SECTIONS: Record<string, z.ZodType> = SECTION_SCHEMAS;
 
 const dirs = ["../testdata/valid/", "../testdata/invalid/", "../../../examples/"].map((d) => new URL(d, import.meta.url));
 const roots = dirs.flatMap((dir) =>

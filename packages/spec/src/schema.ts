@@ -485,3 +485,17 @@ export const CheckpointSchema = section(
 );
 
 export const RetrySchema = section({ max_attempts: int(1, 100).default(3) }, "a mapping with max_attempts");
+
+/** Each top-level section's schema, by its key in the spec (validate.ts compiles each). */
+export const SECTION_SCHEMAS = {
+  version: VersionSchema,
+  job: JobSchema,
+  entrypoint: EntrypointSchema,
+  resources: ResourcesSchema,
+  data: DataSchema,
+  constraints: ConstraintsSchema,
+  execution: ExecutionSchema,
+  hpo: HpoSchema,
+  checkpoint: CheckpointSchema,
+  retry: RetrySchema,
+} as const;

@@ -8,57 +8,28 @@ import * as z from "zod";
 import { didYouMean } from "./did-you-mean.js";
 import { formatPath, type PathSegment } from "./issues.js";
 import { MIG_MODELS_BY_GPU_TYPE, MIG_PROFILES, modelsWithProfile, type MigGpuModel } from "./mig-profiles.js";
-import {
-  CheckpointSchema,
-  ConstraintsSchema,
-  DataSchema,
-  EntrypointSchema,
-  ExecutionSchema,
-  HpoSchema,
-  JobSchema,
-  ResourcesSchema,
-  RetrySchema,
-  show,
-  VersionSchema,
-} from "./schema.js";
+import { SECTION_SCHEMAS, show } from "./schema.js";
 import { SYNCHRONOUS_FRAMEWORKS, type ExecutionMode, type JobSpec, type SpecIssue, type UriKind } from "./types.js";
 import { parseBudget } from "./units.js";
 import { isScript } from "./uri.js";
 import type { YamlTree } from "./yaml-tree.js";
 
-export const ROOT_KEYS = [
-  "version",
-  "job",
-  "entrypoint",
-  "resources",
-  "data",
-  "constraints",
-  "execution",
-  "hpo",
-  "checkpoint",
-  "retry",
-] as const;
+/** The top-level keys a spec may hold, in the order the design guide lists them. */
+export const ROOT_KEYS = Object.keys(SECTION_SCHEMAS) as readonly (keyof typeof SECTION_SCHEMAS)[];
 
 const HPO_PARAMETER_KEYS = ["type", "min", "max", "values"] as const;
 
-const SECTION_KEYS: Readonly<Record<string, readonly string[]>> = {
-  job: Object.keys(JobSchema.shape),
-  entrypoint: Object.keys(EntrypointSchema.shape),
-  resources: Object.keys(ResourcesSchema.shape),
-  data: Object.keys(DataSchema.shape),
-  constraints: Object.keys(ConstraintsSchema.shape),
-  execution: Object.keys(ExecutionSchema.shape),
-  hpo: Object.keys(HpoSchema.shape),
-  checkpoint: Object.keys(CheckpointSchema.shape),
-  retry: Object.keys(RetrySchema.shape),
-};
+/** Each mapping section's keys (every section but `version`), for "did you mean". */
+const SECTION_KEYS: Readonly<Record<string, readonly string[]>> = Object.fromEntries(
+  Object.entries(SECTION_SCHEMAS).flatMap(([section, schema]) => ("shape" in schema ? [[section, Object.keys(schema.shape)]] : [])),
+);
 
 /** The keys a mapping at `path` may hold, for "did you mean". */
 function allowedKeysAt(path: readonly PropertyKey[]): readonly string[] {
   const [a, b, c] = path;
   if (path.length === 0) return ROOT_KEYS;
   if (path.length === 1) return (typeof a === "string" ? SECTION_KEYS[a] : undefined) ?? [];
-  if (a === "hpo" && b === "objective" && path.length === 2) return Object.keys(HpoSchema.shape.objective.shape);
+  if (a === "hpo" && b === "objective" && path.length === 2) return Object.keys(SECTION_SCHEMAS.hpo.shape.objective.shape);
   if (a === "hpo" && b === "parameters" && path.length === 3 && typeof c === "string") return HPO_PARAMETER_KEYS;
   return [];
 }
@@ -139,18 +110,12 @@ type Out<S extends z.ZodType> = z.output<S>;
  * definition of a valid spec. schema-compile.test.ts checks both give the same
  * results.
  */
-const COMPILED = {
-  version: z.compile(VersionSchema),
-  job: z.compile(JobSchema),
-  entrypoint: z.compile(EntrypointSchema),
-  resources: z.compile(ResourcesSchema),
-  data: z.compile(DataSchema),
-  constraints: z.compile(ConstraintsSchema),
-  execution: z.compile(ExecutionSchema),
-  hpo: z.compile(HpoSchema),
-  checkpoint: z.compile(CheckpointSchema),
-  retry: z.compile(RetrySchema),
-};
+const COMPILED = compileEach(SECTION_SCHEMAS);
+
+/** The same schemas, each through z.compile (which returns the schema's own type). */
+function compileEach<T extends Record<string, z.ZodType>>(schemas: T): T {
+  return Object.fromEntries(Object.entries(schemas).map(([key, schema]) => [key, z.compile(schema)])) as T;
+}
 
 function isMapping(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
@@ -219,7 +184,7 @@ export function validateTree(tree: YamlTree): { spec: JobSpec | null; issues: Sp
   const retry = parse("retry", COMPILED.retry, null);
 
   // hpo: required iff the job is an hpo job.
-  let hpo: Out<typeof HpoSchema> | undefined;
+  let hpo: Out<typeof SECTION_SCHEMAS.hpo> | undefined;
   if (job?.type === "hpo") {
     if (root.hpo === undefined) {
       sink.add(["hpo"], "required when job.type is hpo; expected a mapping with trials, parameters and objective", {
