@@ -44,6 +44,16 @@ function extraControllerArgs(): string[] {
 }
 
 /**
+ * CPU spent between two readings (ms; null when a reading failed) as "X ms/job
+ * (Y% of a core)": the submit benchmarks' per-process line.
+ */
+export function cpuPerJob(before: number | null, after: number | null, jobs: number, wallMs: number): string {
+  if (before === null || after === null) return "n/a";
+  const ms = after - before;
+  return `${(ms / jobs).toFixed(2)} ms/job (${((ms / wallMs) * 100).toFixed(0)}% of a core)`;
+}
+
+/**
  * The fields of /proc/PID/stat after the parenthesised command (Linux): [0] is
  * state (field 3), [1] ppid, [11] utime, [12] stime, [13] cutime, [14] cstime.
  * Null when it cannot be read.

@@ -23,7 +23,7 @@ import { parseArgs, promisify } from "node:util";
 import { SubmitJobRequest } from "@gpuorch/proto";
 import { JobClient } from "@gpuorch/rpc";
 import { startPostgres } from "@gpuorch/testing";
-import { ControllerProcess, REPO_ROOT, createAdminToken, postgresCpuMs, reapedChildrenCpuMs } from "./controller-process.js";
+import { ControllerProcess, REPO_ROOT, cpuPerJob, createAdminToken, postgresCpuMs, reapedChildrenCpuMs } from "./controller-process.js";
 import { figure, percentile } from "./latency.js";
 
 const run = promisify(execFile);
@@ -96,8 +96,7 @@ async function main(): Promise<void> {
     const [ctlCpu1, pgCpu1, childCpu1] = [ctl.cpuMs(), postgresCpuMs(pg.dir), reapedChildrenCpuMs()];
     const line = stdout.split("\n").find((l) => l.startsWith("requests:")) ?? "";
     process.stderr.write(`[h2load] ${line}\n`);
-    const perJob = (a: number | null, b: number | null): string =>
-      a === null || b === null ? "n/a" : `${((b - a) / jobs).toFixed(2)} ms/job (${(((b - a) / wallMs) * 100).toFixed(0)}% of a core)`;
+    const perJob = (a: number | null, b: number | null): string => cpuPerJob(a, b, jobs, wallMs);
     process.stderr.write(
       `[h2load] CPU: controller ${perJob(ctlCpu0, ctlCpu1)}, PostgreSQL ${perJob(pgCpu0, pgCpu1)}, h2load ${perJob(childCpu0, childCpu1)}\n`,
     );

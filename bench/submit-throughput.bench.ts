@@ -20,7 +20,7 @@ import { join } from "node:path";
 import { parseBenchArgs } from "./options.js";
 import { JobClient } from "@gpuorch/rpc";
 import { startPostgres } from "@gpuorch/testing";
-import { ControllerProcess, type DatabaseTarget, REPO_ROOT, createAdminToken, postgresCpuMs } from "./controller-process.js";
+import { ControllerProcess, type DatabaseTarget, REPO_ROOT, cpuPerJob, createAdminToken, postgresCpuMs } from "./controller-process.js";
 import { figure, percentile } from "./latency.js";
 
 type Backend = "pglite" | "postgresql";
@@ -323,12 +323,11 @@ async function runBackend(backend: Backend, opts: Options, spec: SpecTemplate): 
         `p99.9 ${percentile(sorted, 99.9).toFixed(1)} ms, max ${(sorted[sorted.length - 1] ?? 0).toFixed(1)} ms`,
     );
     // Where the 2 cores went: a controller near 1,000 ms of CPU per wall second is the bottleneck.
-    const perJob = (ms: number): string => `${(ms / opts.jobs).toFixed(2)} ms/job (${((ms / run.wallMs) * 100).toFixed(0)}% of a core)`;
-    const delta = (a: number | null, b: number | null): string => (a !== null && b !== null ? perJob(b - a) : "n/a");
+    const delta = (a: number | null, b: number | null): string => cpuPerJob(a, b, opts.jobs, run.wallMs);
     log(
       `CPU: controller ${delta(controllerCpu0, controllerCpu1)}, ` +
         (pgDir === null ? "" : `PostgreSQL ${delta(pgCpu0, pgCpu1)}, `) +
-        `benchmark clients ${perJob((benchCpu.user + benchCpu.system) / 1000)}`,
+        `benchmark clients ${delta(0, (benchCpu.user + benchCpu.system) / 1000)}`,
     );
     return result;
   } finally {
