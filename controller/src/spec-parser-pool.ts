@@ -33,9 +33,10 @@ interface Pending {
  * Parses and validates submitted specs on worker threads, so the event loop
  * that serves every RPC (submits, agent streams, heartbeats) neither spends
  * its time on YAML and schema checks nor stalls while a large or hostile
- * document (up to the spec's 10 MB limit) is taken apart. On a 2-core
- * machine this moves the single biggest cost of a submit onto the otherwise
- * idle core.
+ * document (up to the spec's 10 MB limit) is taken apart. For typical
+ * specs (~30 us each) it is throughput-neutral (bench/README.md, submit
+ * throughput: `--spec-workers 0` vs `1`); it is there for the event loop's
+ * responsiveness.
  *
  * Requests arriving in one event-loop turn travel as one message per worker
  * (round robin). Results are exactly parseJobSpec's, with the admission key.
