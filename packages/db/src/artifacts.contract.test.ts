@@ -426,7 +426,13 @@ describe.each(drivers)("artifacts contract on $name", (driver) => {
           jobs.map(async (j, i) => {
             let bumped = false;
             let step = 0;
+            // The attempt moves on only once some report of this job has landed, then after a
+            // job-specific delay: under load (PGlite serializes everything) a bare timer could
+            // fire before any report ran, and the race would not have happened at all.
+            let firstLanded!: () => void;
+            const landed = new Promise<void>((resolve) => (firstLanded = resolve));
             const transition = (async () => {
+              await landed;
               await sleep(1 + (i % 7));
               await transitionJob(db, { jobId: j.jobId, to: "requeued", reason: "node lost", actor: "race" });
               await transitionJob(db, { jobId: j.jobId, to: "pending", reason: "next attempt", actor: "race" });
@@ -443,6 +449,7 @@ describe.each(drivers)("artifacts contract on $name", (driver) => {
                 const r = report(j, 1, { step: ++step });
                 const startedAt = performance.now();
                 out.push({ r, startedAt, v: await recordArtifactReport(db, j.nodeId, r) });
+                firstLanded();
               }
               return out;
             };
